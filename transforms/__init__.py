@@ -1,7 +1,8 @@
 """MONAI dictionary transforms shared by the VasoMIM bundles: angiogram loading, vesselness, pseudo-mask, guided masking."""
 
 from .errors import AngiogramReadError
-from .io import LoadAngiogram, LoadAngiogramd, list_angiogram_frames
+from .io import LoadAngiogram, LoadAngiogramd, list_angiogram_frames, read_angiogram
+from .dataset_check import build_datalist, check_angiogram_file, inspect_angiogram_file
 from .vesselness import FrangiVesselness, FrangiVesselnessd, frangi, sato
 from .pseudo_mask import VesselPseudoMask, VesselPseudoMaskd
 from .guided_mask import AnatomyGuidedMask, AnatomyGuidedMaskd, SharedBeta
@@ -11,6 +12,10 @@ __all__ = [
     "LoadAngiogram",
     "LoadAngiogramd",
     "list_angiogram_frames",
+    "read_angiogram",
+    "build_datalist",
+    "check_angiogram_file",
+    "inspect_angiogram_file",
     "FrangiVesselness",
     "FrangiVesselnessd",
     "frangi",

@@ -1,0 +1,175 @@
+"""Checks every file of a dataset before training and builds the data list, with a manifest of what was rejected.
+
+Usable from a bundle config as a plain function:
+    "train_datalist": {"_target_": "transforms.dataset_check.build_datalist", "root": "@dataset_dir",
+                       "frame_policy": "all", "manifest_path": "$@output_dir + '/datalist_manifest.json'"}
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import numpy as np
+
+from . import _dicom
+from .errors import AngiogramReadError
+from .io import iter_candidate_files, select_frames
+
+logger = logging.getLogger("transforms.dataset_check")
+
+LABEL_SUFFIXES = (".png", ".tif", ".tiff", ".gif", ".bmp", ".jpg", ".jpeg", ".dcm")
+
+
+def _first_usable_frame(path, ds, frames: int, decode: str) -> list[int]:
+    """Decodes the first frame (or every frame when decode='all'); returns the indices of non-constant frames."""
+    invert = _dicom.lut_inverts(ds)
+    usable, last_error = [], None
+    for i in range(frames):
+        try:
+            arr = _dicom.modality_lut(ds, _dicom.decode_frame(path, ds, i))
+            _dicom.normalise(path, arr, invert, i if frames > 1 else None)
+            usable.append(i)
+        except AngiogramReadError as err:
+            if not err.reason.startswith("constant image"):
+                raise
+            last_error = err
+        if usable and decode != "all":
+            break
+    if not usable:
+        raise AngiogramReadError(path, "constant image: every frame is constant") if frames > 1 else last_error
+    return usable
+
+
+def inspect_angiogram_file(path, decode: str = "first") -> dict:
+    """Fully checks one file; returns {"frames": N, "usable_frames": [...]}.
+
+    Checks: readable DICOM (with or without file meta) or PNG/JPEG/TIFF; pixel data present and of the declared
+    size; NumberOfFrames consistent with the data; transfer syntax decodable (frame 0 is decoded); supported
+    photometric interpretation; not constant. decode="all" decodes every frame and lists the non-constant ones;
+    "first" decodes frames until one is non-constant (usually just frame 0).
+    Raises:
+        AngiogramReadError naming the file and the reason.
+    """
+    try:
+        if _dicom.is_image_path(path):
+            pages = _dicom.image_pages(path)
+            for i in range(pages):
+                arr, _ = _dicom.read_image_file(path, i if pages > 1 else None)
+                _dicom.normalise(path, arr, False, i if pages > 1 else None)
+                if decode != "all":
+                    break
+            return {"frames": pages, "usable_frames": list(range(pages))}
+        ds = _dicom.read_dataset(path)
+        frames = _dicom.check_pixel_data(path, ds)
+        usable = _first_usable_frame(path, ds, frames, decode)
+        return {"frames": frames, "usable_frames": usable if decode == "all" else list(range(frames))}
+    except AngiogramReadError:
+        raise
+    except Exception as exc:
+        raise AngiogramReadError(path, f"unreadable input ({_dicom._first_line(exc)[:300]})") from None
+
+
+def check_angiogram_file(path, decode: str = "first") -> list[str]:
+    """Reasons why `path` cannot be used as an angiogram; [] when it is usable. Never raises for bad bytes."""
+    try:
+        inspect_angiogram_file(path, decode)
+    except AngiogramReadError as err:
+        return [err.reason]
+    return []
+
+
+def _find_label(path: Path, image_root: Path, label_root: Path):
+    rel = path.relative_to(image_root) if path.is_relative_to(image_root) else Path(path.name)
+    for suffix in LABEL_SUFFIXES:
+        candidate = (label_root / rel).with_suffix(suffix)
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def build_datalist(
+    root,
+    frame_policy="all",
+    strict: bool = False,
+    manifest_path=None,
+    logger: logging.Logger | None = None,
+    recursive: bool = True,
+    label_root=None,
+    decode: str = "first",
+) -> list[dict]:
+    """Checks every candidate file under `root` and returns the data list of the usable ones.
+
+    Args:
+        root: a folder (walked recursively unless recursive=False), a file, or a list of them.
+        frame_policy: "all" (one entry per frame), an int (that frame of each multi-frame file) or "max_contrast"
+            (the darkest frame of each file); see transforms.io.select_frames. Single-frame files give frame None.
+        strict: raise AngiogramReadError (naming the first rejected file) after the check if any file was rejected.
+        manifest_path: where to write the JSON manifest (accepted files with frame counts, rejected files with
+            reasons); a folder gets `datalist_manifest.json` inside it; None writes nothing.
+        logger: where the one line per rejected file and the summary go (default "transforms.dataset_check").
+        label_root: when given, each image needs a label with the same relative path and stem (png/tif/gif/...)
+            under it, added as "label"; images without one are rejected.
+        decode: "first" decodes one frame per file; "all" decodes every frame and leaves constant frames out.
+    Returns:
+        [{"image": str, "frame": int | None[, "label": str]}, ...] in sorted file order.
+    Raises:
+        AngiogramReadError when nothing usable is found, or in strict mode when any file is rejected.
+    """
+    log = logger or globals()["logger"]
+    accepted, rejected, datalist = [], [], []
+    roots = [Path(r) for r in ([root] if isinstance(root, (str, Path)) else root)]
+    for path in iter_candidate_files(root, recursive):
+        try:
+            info = inspect_angiogram_file(path, decode)
+            frames = select_frames(path, info["frames"], frame_policy)
+            if decode == "all" and frames != [None]:
+                frames = [f for f in frames if f in set(info["usable_frames"])]
+            entry = {"image": str(path)}
+            if label_root is not None:
+                base = next((r for r in roots if r.is_dir() and path.is_relative_to(r)), path.parent)
+                label = _find_label(path, base, Path(label_root))
+                if label is None:
+                    raise AngiogramReadError(path, f"no label with the same name under {label_root}")
+                entry["label"] = str(label)
+        except AngiogramReadError as err:
+            log.warning("rejected %s: %s", path, err.reason)
+            rejected.append({"image": str(path), "reason": err.reason})
+            continue
+        datalist.extend({**entry, "frame": f} for f in frames)
+        accepted.append({**entry, "num_frames": info["frames"], "entries": len(frames)})
+
+    written = _write_manifest(manifest_path, root, frame_policy, accepted, rejected)
+    log.info(
+        "datalist: %d files accepted (%d entries), %d rejected%s",
+        len(accepted), len(datalist), len(rejected), f"; manifest {written}" if written else "",
+    )
+    if strict and rejected:
+        more = f" (and {len(rejected) - 1} more rejected files" + (f", see {written})" if written else ")")
+        raise AngiogramReadError(rejected[0]["image"], rejected[0]["reason"] + (more if len(rejected) > 1 else ""))
+    if not datalist:
+        raise AngiogramReadError(root if isinstance(root, (str, Path)) else roots[0], "no usable angiograms found")
+    return datalist
+
+
+def _write_manifest(manifest_path, root, frame_policy, accepted, rejected):
+    if manifest_path is None:
+        return None
+    path = Path(manifest_path)
+    if path.is_dir() or not path.suffix:
+        path = path / "datalist_manifest.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    manifest = {
+        "root": [str(r) for r in root] if isinstance(root, (list, tuple)) else str(root),
+        "frame_policy": frame_policy if isinstance(frame_policy, str) else int(np.int64(frame_policy)),
+        "accepted": accepted,
+        "rejected": rejected,
+        "counts": {"accepted_files": len(accepted), "rejected_files": len(rejected),
+                   "entries": sum(a["entries"] for a in accepted)},
+    }
+    path.write_text(json.dumps(manifest, indent=1))
+    return path
+
+
+__all__ = ["build_datalist", "check_angiogram_file", "inspect_angiogram_file"]
