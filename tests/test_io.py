@@ -130,8 +130,8 @@ def test_pixel_spacing_prefers_imager_pixel_spacing(tmp_path):
 
 def test_frame_policy_all_reads_headers_only(monkeypatch):
     calls = []
-    monkeypatch.setattr(_dicom, "decode_frame", lambda *a, **k: calls.append(a) or (_ for _ in ()).throw(AssertionError))
-    monkeypatch.setattr(_dicom, "pixel_array", lambda *a, **k: calls.append(a))
+    monkeypatch.setattr(_dicom, "decode_frames", lambda *a, **k: calls.append(a) or (_ for _ in ()).throw(AssertionError))
+    monkeypatch.setattr(_dicom, "get_decoder", lambda *a, **k: calls.append(a))
     datalist = list_angiogram_frames(ROOT)
     cine = [d for d in datalist if d["image"].endswith(CINE.name)]
     assert [d["frame"] for d in cine] == list(range(96))

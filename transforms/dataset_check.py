@@ -22,14 +22,14 @@ logger = logging.getLogger("transforms.dataset_check")
 LABEL_SUFFIXES = (".png", ".tif", ".tiff", ".gif", ".bmp", ".jpg", ".jpeg", ".dcm")
 
 
-def _first_usable_frame(path, ds, frames: int, decode: str) -> list[int]:
+def _first_usable_frame(path, image: _dicom.DicomImage, decode: str) -> list[int]:
     """Decodes the first frame (or every frame when decode='all'); returns the indices of non-constant frames."""
-    invert = _dicom.lut_inverts(ds)
+    frames = image.header.frames
     usable, last_error = [], None
     for i in range(frames):
         try:
-            arr = _dicom.modality_lut(ds, _dicom.decode_frame(path, ds, i))
-            _dicom.normalise(path, arr, invert, i if frames > 1 else None)
+            arr = _dicom.decode_frames(path, image, [i])[0]
+            _dicom.normalise(path, arr, image.invert, i if frames > 1 else None)
             usable.append(i)
         except AngiogramReadError as err:
             if not err.reason.startswith("constant image"):
@@ -61,9 +61,9 @@ def inspect_angiogram_file(path, decode: str = "first") -> dict:
                 if decode != "all":
                     break
             return {"frames": pages, "usable_frames": list(range(pages))}
-        ds = _dicom.read_dataset(path)
-        frames = _dicom.check_pixel_data(path, ds)
-        usable = _first_usable_frame(path, ds, frames, decode)
+        image = _dicom.open_dicom(path)
+        frames = image.header.frames
+        usable = _first_usable_frame(path, image, decode)
         return {"frames": frames, "usable_frames": usable if decode == "all" else list(range(frames))}
     except AngiogramReadError:
         raise

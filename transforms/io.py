@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import logging
 import os
-import warnings
 from pathlib import Path
 from typing import Hashable, Mapping, Sequence
 
@@ -51,33 +50,12 @@ def _check_frame_index(path, frame, frames: int) -> int:
 
 def _affine(spacing) -> torch.Tensor:
     affine = torch.eye(4, dtype=torch.float64)
-    if spacing is not None:
+    if not np.isnan(spacing[0]):
         affine[0, 0], affine[1, 1] = spacing[1], spacing[0]
     return affine
 
 
-NO_SPACING = (float("nan"), float("nan"))
-
-
-def _dicom_meta(ds, path, frames: int, index: int) -> dict:
-    def text(key):
-        value = ds.get(key)
-        return "" if value is None else str(value)
-
-    return {
-        "filename_or_obj": str(path),
-        "frame_index": index,
-        "num_frames": frames,
-        "pixel_spacing": _dicom.pixel_spacing(ds) or NO_SPACING,
-        "sop_instance_uid": text("SOPInstanceUID"),
-        "series_instance_uid": text("SeriesInstanceUID"),
-        "study_instance_uid": text("StudyInstanceUID"),
-        "sop_class_uid": text("SOPClassUID"),
-        "modality": text("Modality"),
-        "photometric_interpretation": text("PhotometricInterpretation"),
-        "rows": int(ds.Rows),
-        "columns": int(ds.Columns),
-    }
+NO_SPACING = _dicom.NO_SPACING
 
 
 def read_angiogram(path, frame=None, decoding_plugin: str | None = None) -> tuple[np.ndarray, dict]:
@@ -92,20 +70,14 @@ def read_angiogram(path, frame=None, decoding_plugin: str | None = None) -> tupl
     try:
         if _dicom.is_image_path(path):
             return _read_image(path, frame)
-        ds = _dicom.read_dataset(path)
-        frames = _dicom.check_pixel_data(path, ds)
+        image = _dicom.open_dicom(path)
+        frames = image.header.frames
         indices = range(frames) if frame is None else [_check_frame_index(path, frame, frames)]
-        invert = _dicom.lut_inverts(ds)
-        out = np.empty((len(indices), int(ds.Columns), int(ds.Rows)), dtype=np.float32)
-        for k, i in enumerate(indices):
-            arr = _dicom.modality_lut(ds, _dicom.decode_frame(path, ds, i, decoding_plugin))
-            if arr.shape[:2] != (int(ds.Rows), int(ds.Columns)):
-                raise AngiogramReadError(path, f"decoded frame {i} is {arr.shape[:2]}, header says {ds.Rows} x {ds.Columns}")
-            out[k] = _dicom.normalise(path, arr, invert, i if frames > 1 else None).T
+        out = np.empty((len(indices), image.header.columns, image.header.rows), dtype=np.float32)
+        for k, (i, arr) in enumerate(zip(indices, _dicom.decode_frames(path, image, indices, decoding_plugin))):
+            _dicom.normalise(path, arr, image.invert, i if frames > 1 else None, out=out[k])
         index = -1 if frame is None and frames > 1 else indices[0]
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            return out, _dicom_meta(ds, path, frames, index)
+        return out, {"filename_or_obj": str(path), "frame_index": index, **image.info}
     except AngiogramReadError:
         raise
     except Exception as exc:
@@ -114,7 +86,7 @@ def read_angiogram(path, frame=None, decoding_plugin: str | None = None) -> tupl
 
 def _read_image(path, frame) -> tuple[np.ndarray, dict]:
     arr, info = _dicom.read_image_file(path, frame)
-    image = _dicom.normalise(path, arr, False, frame).T[None].copy()
+    image = _dicom.normalise(path, arr, False, frame)[None]
     meta = {
         "filename_or_obj": str(path),
         "frame_index": 0 if frame is None else int(frame),
@@ -142,7 +114,8 @@ class LoadAngiogram(Transform):
     unknown), sop_instance_uid, series_instance_uid, study_instance_uid, sop_class_uid, modality (strings, "" when
     absent), photometric_interpretation (as stored; the PIL mode for PNG/JPEG/TIFF), rows, columns;
     affine = diag(col spacing, row spacing, 1, 1) (identity when unknown). No meta value is None, so batches
-    collate with MONAI's list_data_collate.
+    collate with MONAI's list_data_collate. Parsed multi-frame files are cached per process (see
+    `transforms._dicom.open_dicom`), so a cine loaded frame by frame is parsed and checked once.
 
     Args:
         decoding_plugin: pydicom decoding plugin to try first; None prefers Pillow for JPEG Baseline, "" uses
@@ -154,8 +127,7 @@ class LoadAngiogram(Transform):
 
     def __call__(self, path, frame=None) -> MetaTensor:
         array, meta = read_angiogram(path, frame, self.decoding_plugin)
-        spacing = meta["pixel_spacing"]
-        affine = _affine(None if np.isnan(spacing[0]) else spacing)
+        affine = _affine(meta["pixel_spacing"])
         meta["spatial_shape"] = np.asarray(array.shape[1:])
         meta["original_channel_dim"] = "no_channel"
         meta["original_affine"] = affine.clone()
@@ -226,7 +198,7 @@ def count_frames(path) -> int:
     if _dicom.is_image_path(path):
         return _dicom.image_pages(path)
     ds = _dicom.read_dataset(path, stop_before_pixels=True)
-    return _dicom.check_header(path, ds)
+    return _dicom.check_header(path, ds).frames
 
 
 def frame_means(path, decoding_plugin: str | None = None) -> np.ndarray:
@@ -234,12 +206,10 @@ def frame_means(path, decoding_plugin: str | None = None) -> np.ndarray:
     if _dicom.is_image_path(path):
         n = _dicom.image_pages(path)
         return np.array([_dicom.read_image_file(path, i if n > 1 else None)[0].mean() for i in range(n)])
-    ds = _dicom.read_dataset(path)
-    frames = _dicom.check_pixel_data(path, ds)
-    sign = -1.0 if _dicom.lut_inverts(ds) else 1.0
-    means = np.empty(frames)
-    for i in range(frames):
-        arr = _dicom.modality_lut(ds, _dicom.decode_frame(path, ds, i, decoding_plugin))
+    image = _dicom.open_dicom(path)
+    sign = -1.0 if image.invert else 1.0
+    means = np.empty(image.header.frames)
+    for i, arr in enumerate(_dicom.decode_frames(path, image, range(image.header.frames), decoding_plugin)):
         if arr.ndim == 3:
             arr = arr.astype(np.float32) @ _dicom.LUMA
         means[i] = np.nan if arr.min() == arr.max() else sign * float(arr.mean())
