@@ -1,0 +1,111 @@
+"""Shared fixtures: the seg bundle path, tiny network overrides, a tiny pretraining checkpoint, small data folders."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+SEG_BUNDLE = REPO / "bundles" / "vasomim_seg"
+SAMPLE = REPO / "sample_data"
+XA_CINE = SAMPLE / "xa_cine" / "XA_coronary_cine_96frames_jpeg_baseline.dcm"
+DCA = SAMPLE / "dca"
+
+TINY_NET = {"img_size": 64, "num_layers": 2, "hidden_size": 32, "mlp_dim": 64, "num_heads": 2, "feature_size": 8,
+            "qkv_bias": True}
+"""Tiny encoder/decoder sizes for tests (bundle top-level ids; patch size is 16, so 4 x 4 tokens)."""
+
+TINY_TRAIN = {**TINY_NET, "batch_size": 2, "num_workers": 0, "max_epochs": 2, "val_fraction": 0.25,
+              "learning_rate": 0.001}
+
+
+def tiny_mae(seed: int = 0) -> torch.nn.Module:
+    """A MONAI MaskedAutoEncoderViT with TINY_NET encoder sizes (the GuidedMAE state-dict layout)."""
+    from monai.networks.nets import MaskedAutoEncoderViT
+
+    torch.manual_seed(seed)
+    return MaskedAutoEncoderViT(
+        in_channels=1, img_size=TINY_NET["img_size"], patch_size=16, hidden_size=TINY_NET["hidden_size"],
+        mlp_dim=TINY_NET["mlp_dim"], num_layers=TINY_NET["num_layers"], num_heads=TINY_NET["num_heads"],
+        decoder_hidden_size=32, decoder_mlp_dim=64, decoder_num_layers=1, decoder_num_heads=2, spatial_dims=2,
+        qkv_bias=TINY_NET["qkv_bias"],
+    )
+
+
+@pytest.fixture(scope="session")
+def tiny_pretrain_ckpt(tmp_path_factory) -> Path:
+    """Path of a raw MAE state dict (random weights, distinct from any fresh init) for the tiny encoder."""
+    path = tmp_path_factory.mktemp("pretrain") / "model.pt"
+    mae = tiny_mae(seed=7)
+    with torch.no_grad():
+        for p in mae.parameters():
+            p.add_(torch.randn_like(p) * 0.05)
+    torch.save(mae.state_dict(), path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def dca_dir() -> Path:
+    """The embedded labelled angiograms (images/<n>.dcm, labels/<n>.png)."""
+    if not (DCA / "images").is_dir() or not any((DCA / "images").iterdir()):
+        pytest.fail(f"embedded sample data missing: {DCA}")
+    return DCA
+
+
+@pytest.fixture(scope="session")
+def small_dca_dir(tmp_path_factory, dca_dir) -> Path:
+    """A copy of 4 labelled pairs (3 train / 1 val with TINY_TRAIN's val_fraction)."""
+    root = tmp_path_factory.mktemp("dca4")
+    for sub in ("images", "labels"):
+        (root / sub).mkdir()
+    for n in ("1", "2", "3", "4"):
+        shutil.copy(dca_dir / "images" / f"{n}.dcm", root / "images" / f"{n}.dcm")
+        shutil.copy(dca_dir / "labels" / f"{n}.png", root / "labels" / f"{n}.png")
+    return root
+
+
+def bundle_copy(tmp_path: Path) -> Path:
+    """A fresh copy of the seg bundle (configs, scripts, docs) in ``tmp_path/vasomim_seg`` with an empty models/."""
+    dst = tmp_path / "vasomim_seg"
+    shutil.copytree(SEG_BUNDLE, dst, ignore=shutil.ignore_patterns("__pycache__", "models", "eval"))
+    (dst / "models").mkdir()
+    return dst
+
+
+def monai_bundle(args: list[str], cwd: Path, overrides: dict | None = None, timeout: int = 600,
+                 check: bool = True) -> subprocess.CompletedProcess:
+    """Runs ``python -m monai.bundle <args> --<id> <json value> ...`` in ``cwd``; returns the completed process."""
+    cmd = [sys.executable, "-m", "monai.bundle", *args]
+    for key, value in (overrides or {}).items():
+        cmd += [f"--{key}", repr(value) if not isinstance(value, str) else value]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=timeout, env=env)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n{proc.stderr[-6000:]}")
+    return proc
+
+
+def seg_module(name: str):
+    """Imports ``scripts.<name>`` from the seg bundle without leaving a ``scripts`` package in ``sys.modules``
+    (the pretrain bundle has its own ``scripts``; MONAI Label also unloads it)."""
+    import importlib
+
+    def owned():
+        return [k for k in sys.modules if k == "scripts" or k.startswith("scripts.")]
+
+    saved = {k: sys.modules.pop(k) for k in owned()}
+    sys.path.insert(0, str(SEG_BUNDLE))
+    try:
+        return importlib.import_module(f"scripts.{name}")
+    finally:
+        sys.path.remove(str(SEG_BUNDLE))
+        for k in owned():
+            del sys.modules[k]
+        sys.modules.update(saved)
