@@ -1,0 +1,102 @@
+"""VasoMIM losses: norm-pix MSE on masked patches (L_rec) + anatomical consistency through a frozen segmentor (L_cons)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from .mae import patchify, unpatchify
+
+
+def patch_stats(target: torch.Tensor, eps: float = 1e-6) -> tuple[torch.Tensor, torch.Tensor]:
+    """target (B, L, P*P*C) -> per-patch mean (B, L, 1) and std sqrt(var + eps) (B, L, 1) (unbiased var, as MAE)."""
+    return target.mean(dim=-1, keepdim=True), (target.var(dim=-1, keepdim=True) + eps).sqrt()
+
+
+def forward_loss(imgs: torch.Tensor, pred: torch.Tensor, mask: torch.Tensor, patch_size: int,
+                 norm_pix_loss: bool = True) -> torch.Tensor:
+    """MAE reconstruction loss: imgs (B, C, D1, D2), pred (B, L, P*P*C), mask (B, L) 1 = masked -> scalar,
+    the mean squared error over masked patches, targets normalised per patch when norm_pix_loss."""
+    target = patchify(imgs, patch_size)
+    if norm_pix_loss:
+        mean, std = patch_stats(target)
+        target = (target - mean) / std
+    loss = ((pred.float() - target) ** 2).mean(dim=-1)
+    return (loss * mask).sum() / mask.sum()
+
+
+def reconstruct(imgs: torch.Tensor, pred: torch.Tensor, patch_size: int, norm_pix_loss: bool = True) -> torch.Tensor:
+    """I' (B, C, D1, D2): the decoder's predictions for all patches, de-normalised with each target patch's own
+    mean and std when norm_pix_loss, unpatchified. imgs (B, C, D1, D2), pred (B, L, P*P*C)."""
+    pred = pred.float()
+    if norm_pix_loss:
+        mean, std = patch_stats(patchify(imgs, patch_size))
+        pred = pred * std + mean
+    grid = (imgs.shape[-2] // patch_size, imgs.shape[-1] // patch_size)
+    return unpatchify(pred, patch_size, grid, imgs.shape[1])
+
+
+def consistency_loss(segmentor: nn.Module, imgs: torch.Tensor, recon: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """L_cons = BCEWithLogits(S(I'), sigmoid(S(I)).detach()), mean over pixels; gradients reach I' through S.
+
+    imgs, recon (B, C, D1, D2) -> (loss scalar, S(I) logits (B, 1, D1, D2), S(I') logits (B, 1, D1, D2)).
+    """
+    with torch.no_grad():
+        logits_img = segmentor(imgs)
+    logits_rec = segmentor(recon)
+    return F.binary_cross_entropy_with_logits(logits_rec.float(), torch.sigmoid(logits_img.float())), logits_img, logits_rec
+
+
+def freeze(module: nn.Module) -> nn.Module:
+    """Eval mode and requires_grad False on every parameter (gradients still flow through to the input)."""
+    module.eval()
+    for p in module.parameters():
+        p.requires_grad_(False)
+    return module
+
+
+class VasoMIMLoss(nn.Module):
+    """L = L_rec + lambda_cons * L_cons.
+
+    Args:
+        segmentor: the vessel segmentor S (1 -> 1 channel logits); frozen here and kept in eval mode.
+        patch_size: P of the MAE.
+        lambda_cons: weight of L_cons (1 in the paper).
+        use_cons: False for the "w/o L_cons" ablation (S is then not run).
+        norm_pix_loss: per-patch normalised targets.
+
+    Call with imgs (B, C, D1, D2), pred (B, L, P*P*C), mask (B, L); returns a dict with "loss", "loss_rec",
+    "loss_cons" (scalars) and "recon" (B, C, D1, D2), "seg_img", "seg_recon" (B, 1, D1, D2) logits or None.
+    """
+
+    def __init__(self, segmentor: nn.Module | None, patch_size: int, lambda_cons: float = 1.0, use_cons: bool = True,
+                 norm_pix_loss: bool = True):
+        super().__init__()
+        if use_cons and segmentor is None:
+            raise ValueError("use_cons=True needs a segmentor")
+        self.segmentor = freeze(segmentor) if segmentor is not None else None
+        self.patch_size = int(patch_size[0] if isinstance(patch_size, Sequence) else patch_size)
+        self.lambda_cons = float(lambda_cons)
+        self.use_cons = bool(use_cons)
+        self.norm_pix_loss = norm_pix_loss
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        if self.segmentor is not None:
+            self.segmentor.eval()
+        return self
+
+    def forward(self, imgs: torch.Tensor, pred: torch.Tensor, mask: torch.Tensor) -> dict:
+        loss_rec = forward_loss(imgs, pred, mask, self.patch_size, self.norm_pix_loss)
+        recon = reconstruct(imgs, pred, self.patch_size, self.norm_pix_loss)
+        out = {"loss_rec": loss_rec, "recon": recon, "seg_img": None, "seg_recon": None}
+        if self.use_cons:
+            loss_cons, out["seg_img"], out["seg_recon"] = consistency_loss(self.segmentor, imgs, recon)
+        else:
+            loss_cons = torch.zeros((), device=imgs.device)
+        out["loss_cons"] = loss_cons
+        out["loss"] = loss_rec + self.lambda_cons * loss_cons
+        return out

@@ -1,0 +1,49 @@
+"""The vessel segmentor S of the consistency loss: trained on the pseudo-masks when its checkpoint is missing, then
+frozen."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import torch
+
+from .checkpoints import atomic_save
+from .losses import freeze
+
+logger = logging.getLogger(__name__)
+
+
+class SegmentorStage:
+    """First stage of `training`: provides the frozen segmentor S.
+
+    get() loads `checkpoint` if the file exists; otherwise it runs `trainer` (a SupervisedTrainer fitting S to the
+    pseudo-masks with 0.5 BCE + 0.5 Dice), writes the state dict atomically to `checkpoint` (rank 0), and then
+    freezes S (eval mode, no parameter gradients; gradients still flow through S to its input).
+
+    Args:
+        network: S, (B, 1, D1, D2) -> logits (B, 1, D1, D2).
+        trainer: the engine that trains S; run only when the checkpoint is missing.
+        checkpoint: path of S's state dict.
+        rank: DDP rank (only rank 0 writes).
+    """
+
+    def __init__(self, network: torch.nn.Module, trainer, checkpoint, rank: int = 0):
+        self.network, self.trainer, self.checkpoint, self.rank = network, trainer, Path(checkpoint), int(rank)
+        self._ready = False
+
+    def get(self) -> torch.nn.Module:
+        """The frozen S (trained or loaded on the first call)."""
+        if not self._ready:
+            if self.checkpoint.is_file():
+                logger.info("segmentor: loading %s", self.checkpoint)
+                state = torch.load(self.checkpoint, map_location="cpu", weights_only=True)
+                self.network.load_state_dict(state)
+            else:
+                logger.info("segmentor: %s missing, training S on the pseudo-masks", self.checkpoint)
+                self.trainer.run()
+                if self.rank == 0:
+                    atomic_save(self.network.state_dict(), self.checkpoint)
+            freeze(self.network)
+            self._ready = True
+        return self.network
