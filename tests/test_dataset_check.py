@@ -2,7 +2,6 @@
 
 import json
 import logging
-import os
 from pathlib import Path
 
 import numpy as np
@@ -10,7 +9,7 @@ import pydicom
 import pytest
 from pydicom.data import get_testdata_file
 from pydicom.pixels import pixel_array
-from pydicom.uid import ExplicitVRLittleEndian, JPEG2000Lossless, MPEG4HP41, RLELossless
+from pydicom.uid import MPEG4HP41, ExplicitVRLittleEndian, JPEG2000Lossless, RLELossless
 
 from transforms import _dicom
 from transforms.dataset_check import build_datalist, check_angiogram_file

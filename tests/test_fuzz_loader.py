@@ -6,7 +6,6 @@ import numpy as np
 import pydicom
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from pydicom.uid import ExplicitVRLittleEndian
 
 from transforms.dataset_check import check_angiogram_file
 from transforms.errors import AngiogramReadError

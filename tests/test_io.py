@@ -11,7 +11,6 @@ from PIL import Image
 from pydicom.pixels import pixel_array
 from pydicom.uid import ExplicitVRLittleEndian
 
-import transforms.io as tio
 from transforms import _dicom
 from transforms.io import LoadAngiogram, LoadAngiogramd, list_angiogram_frames
 

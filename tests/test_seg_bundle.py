@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import csv
 import re
-import shutil
 
 import numpy as np
 import pytest
 import torch
+from conftest import REPO, SEG_BUNDLE, TINY_NET, TINY_TRAIN, bundle_copy, monai_bundle, seg_module, tiny_mae
 
-from conftest import (REPO, SEG_BUNDLE, TINY_NET, TINY_TRAIN, bundle_copy, monai_bundle, seg_module, tiny_mae)
 from transforms import LoadAngiogramd
 
 CONFIGS = SEG_BUNDLE / "configs"

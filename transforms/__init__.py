@@ -1,11 +1,11 @@
 """MONAI dictionary transforms shared by the VasoMIM bundles: angiogram loading, vesselness, pseudo-mask, guided masking."""
 
-from .errors import AngiogramReadError
-from .io import LoadAngiogram, LoadAngiogramd, list_angiogram_frames, read_angiogram
 from .dataset_check import build_datalist, check_angiogram_file, inspect_angiogram_file
-from .vesselness import FrangiVesselness, FrangiVesselnessd, frangi, sato
-from .pseudo_mask import VesselPseudoMask, VesselPseudoMaskd
+from .errors import AngiogramReadError
 from .guided_mask import AnatomyGuidedMask, AnatomyGuidedMaskd, SharedBeta
+from .io import LoadAngiogram, LoadAngiogramd, list_angiogram_frames, read_angiogram
+from .pseudo_mask import VesselPseudoMask, VesselPseudoMaskd
+from .vesselness import FrangiVesselness, FrangiVesselnessd, frangi, sato
 
 __all__ = [
     "AngiogramReadError",

@@ -12,14 +12,14 @@ of the interior, so it keeps slightly more pixels.
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Mapping
-
 import numpy as np
 import torch
 from monai.config import KeysCollection
-from monai.transforms import MapTransform, Transform
+from monai.transforms import Transform
 from monai.utils.type_conversion import convert_to_dst_type, convert_to_numpy
 from skimage.measure import label
+
+from ._mapping import ToNewKeyd
 
 __all__ = ["vessel_pseudo_mask", "VesselPseudoMask", "VesselPseudoMaskd"]
 
@@ -95,7 +95,7 @@ class VesselPseudoMask(Transform):
         return convert_to_dst_type(mask, img, dtype=torch.float32 if isinstance(img, torch.Tensor) else np.float32)[0]
 
 
-class VesselPseudoMaskd(MapTransform):
+class VesselPseudoMaskd(ToNewKeyd):
     """Dictionary wrapper of :class:`VesselPseudoMask`.
 
     Args:
@@ -117,15 +117,4 @@ class VesselPseudoMaskd(MapTransform):
         connectivity: int = 1,
         allow_missing_keys: bool = False,
     ):
-        super().__init__(keys, allow_missing_keys)
-        output_keys = [output_key] if isinstance(output_key, str) else list(output_key)
-        if len(output_keys) != len(self.keys):
-            raise ValueError(f"need one output_key per key: keys={self.keys}, output_key={output_key}")
-        self.output_keys = dict(zip(self.keys, output_keys))
-        self.masker = VesselPseudoMask(border, percentile, keep, connectivity)
-
-    def __call__(self, data: Mapping[Hashable, torch.Tensor]) -> dict[Hashable, torch.Tensor]:
-        d = dict(data)
-        for key in self.key_iterator(d):
-            d[self.output_keys[key]] = self.masker(d[key])
-        return d
+        super().__init__(keys, output_key, VesselPseudoMask(border, percentile, keep, connectivity), allow_missing_keys)

@@ -11,15 +11,17 @@ from __future__ import annotations
 
 import functools
 import math
-from collections.abc import Hashable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 
 import numpy as np
 import torch
 from monai.config import KeysCollection
-from monai.transforms import MapTransform, Transform
+from monai.transforms import Transform
 from monai.utils.type_conversion import convert_to_dst_type, convert_to_tensor
 from scipy import ndimage as ndi
 from skimage.feature import hessian_matrix
+
+from ._mapping import ToNewKeyd
 
 __all__ = ["frangi", "sato", "hessian_2d", "FrangiVesselness", "FrangiVesselnessd"]
 
@@ -409,7 +411,7 @@ class FrangiVesselness(Transform):
         return convert_to_dst_type(out, img, dtype=torch.float32)[0]
 
 
-class FrangiVesselnessd(MapTransform):
+class FrangiVesselnessd(ToNewKeyd):
     """Dictionary wrapper of :class:`FrangiVesselness` writing the response to a new key.
 
     Args:
@@ -435,15 +437,7 @@ class FrangiVesselnessd(MapTransform):
         cval: float = 0.0,
         allow_missing_keys: bool = False,
     ):
-        super().__init__(keys, allow_missing_keys)
-        output_keys = [output_key] if isinstance(output_key, str) else list(output_key)
-        if len(output_keys) != len(self.keys):
-            raise ValueError(f"need one output_key per key: keys={self.keys}, output_key={output_key}")
-        self.output_keys = dict(zip(self.keys, output_keys))
-        self.filter = FrangiVesselness(method, sigmas, alpha, beta, gamma, black_ridges, mode, cval)
-
-    def __call__(self, data: Mapping[Hashable, torch.Tensor]) -> dict[Hashable, torch.Tensor]:
-        d = dict(data)
-        for key in self.key_iterator(d):
-            d[self.output_keys[key]] = self.filter(d[key])
-        return d
+        super().__init__(
+            keys, output_key, FrangiVesselness(method, sigmas, alpha, beta, gamma, black_ridges, mode, cval),
+            allow_missing_keys,
+        )
