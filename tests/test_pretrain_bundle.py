@@ -17,7 +17,7 @@ BUNDLE = REPO / "bundles" / "vasomim_pretrain"
 CONFIGS = BUNDLE / "configs"
 TINY = ["--img_size", "64", "--working_size", "64", "--hidden_size", "32", "--mlp_dim", "64", "--num_layers", "2",
         "--num_heads", "2", "--decoder_hidden_size", "32", "--decoder_mlp_dim", "64", "--decoder_num_layers", "1",
-        "--decoder_num_heads", "2", "--segmentor_features", "[4,4,8,8,16,4]", "--segmentor_epochs", "1",
+        "--decoder_num_heads", "2", "--segmentor_channels", "[4,8,16]", "--segmentor_epochs", "1",
         "--warmup_epochs", "1", "--num_workers", "0", "--cache_workers", "1", "--progress_bar", "false"]
 
 

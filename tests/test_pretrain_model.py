@@ -109,10 +109,10 @@ def test_presets(scripts):
 
 
 def segmentor():
-    from monai.networks.nets import BasicUNet
+    from monai.networks.nets import UNet
 
     torch.manual_seed(0)
-    return BasicUNet(spatial_dims=2, in_channels=1, out_channels=1, features=(4, 4, 8, 8, 16, 4))
+    return UNet(2, 1, 1, channels=(4, 8, 16), strides=(2, 2), num_res_units=0, norm="batch")
 
 
 def encoder_grads(scripts, loss_name, use_cons):
@@ -140,6 +140,18 @@ def test_consistency_loss_sends_gradient_into_the_encoder(scripts):
     assert float(out_without["loss_cons"]) == 0.0 and out_without["seg_img"] is None
     assert not torch.allclose(g_with, g_without)
     assert torch.allclose(g_with - g_without, g_cons_only, atol=1e-5, rtol=1e-3)
+
+
+def test_loss_shares_patch_statistics_and_builds_no_graph_for_s_of_image(scripts):
+    net, seg = tiny_mae(scripts), segmentor()
+    loss = scripts["losses"].VasoMIMLoss(seg, 16)
+    x = torch.rand(2, 1, 64, 64)
+    pred, mask = net(x)
+    out = loss(x, pred, mask)
+    assert torch.allclose(out["recon"], scripts["losses"].reconstruct(x, pred, 16), atol=1e-6)
+    assert torch.allclose(out["loss_rec"], scripts["losses"].forward_loss(x, pred, mask, 16), atol=1e-6)
+    assert out["seg_img"].grad_fn is None and out["seg_recon"].grad_fn is not None
+    assert not any(p.requires_grad for p in seg.parameters()) and not seg.training
 
 
 def test_reconstruction_uses_each_patch_own_statistics(scripts):
@@ -244,7 +256,7 @@ def test_vesselness_and_pseudo_mask_cached_once(scripts, tmp_path, monkeypatch):
     parser.read_config([str(BUNDLE / "configs" / "train.json"), str(BUNDLE / "configs" / "preset_cpu.json")])
     parser.update({**TINY, "working_size": 64, "dataset_dir": str(data), "output_dir": str(tmp_path / "out"),
                    "max_epochs": 3, "warmup_epochs": 1, "batch_size": 2, "segmentor_epochs": 2,
-                   "segmentor_features": [4, 4, 8, 8, 16, 4], "num_workers": 0, "cache_workers": 1})
+                   "segmentor_channels": [4, 8, 16], "num_workers": 0, "cache_workers": 1})
     trainer = parser.get_parsed_content("train#trainer")
     assert calls == {"frangi": 3, "pseudo": 3}
     trainer.run()

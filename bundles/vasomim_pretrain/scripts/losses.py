@@ -16,27 +16,44 @@ def patch_stats(target: torch.Tensor, eps: float = 1e-6) -> tuple[torch.Tensor, 
     return target.mean(dim=-1, keepdim=True), (target.var(dim=-1, keepdim=True) + eps).sqrt()
 
 
+def patch_targets(imgs: torch.Tensor, patch_size: int, norm_pix_loss: bool = True):
+    """imgs (B, C, D1, D2) -> (target (B, L, P*P*C), mean (B, L, 1) or None, std (B, L, 1) or None): the patchified
+    image, normalised per patch when norm_pix_loss, with the statistics used (shared by L_rec and the reconstruction)."""
+    target = patchify(imgs, patch_size)
+    if not norm_pix_loss:
+        return target, None, None
+    mean, std = patch_stats(target)
+    return (target - mean) / std, mean, std
+
+
+def masked_mse(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """pred, target (B, L, P*P*C), mask (B, L) 1 = masked -> scalar mean squared error over the masked patches."""
+    loss = ((pred.float() - target) ** 2).mean(dim=-1)
+    return (loss * mask).sum() / mask.sum()
+
+
 def forward_loss(imgs: torch.Tensor, pred: torch.Tensor, mask: torch.Tensor, patch_size: int,
                  norm_pix_loss: bool = True) -> torch.Tensor:
     """MAE reconstruction loss: imgs (B, C, D1, D2), pred (B, L, P*P*C), mask (B, L) 1 = masked -> scalar,
     the mean squared error over masked patches, targets normalised per patch when norm_pix_loss."""
-    target = patchify(imgs, patch_size)
-    if norm_pix_loss:
-        mean, std = patch_stats(target)
-        target = (target - mean) / std
-    loss = ((pred.float() - target) ** 2).mean(dim=-1)
-    return (loss * mask).sum() / mask.sum()
+    return masked_mse(pred, patch_targets(imgs, patch_size, norm_pix_loss)[0], mask)
+
+
+def unnormalise(pred: torch.Tensor, mean: torch.Tensor | None, std: torch.Tensor | None, patch_size: int,
+                grid: Sequence[int], channels: int) -> torch.Tensor:
+    """pred (B, L, P*P*C) in normalised-patch units (mean/std (B, L, 1) or None) -> I' (B, C, D1, D2)."""
+    pred = pred.float()
+    if mean is not None:
+        pred = torch.addcmul(mean, pred, std)
+    return unpatchify(pred, patch_size, grid, channels)
 
 
 def reconstruct(imgs: torch.Tensor, pred: torch.Tensor, patch_size: int, norm_pix_loss: bool = True) -> torch.Tensor:
     """I' (B, C, D1, D2): the decoder's predictions for all patches, de-normalised with each target patch's own
     mean and std when norm_pix_loss, unpatchified. imgs (B, C, D1, D2), pred (B, L, P*P*C)."""
-    pred = pred.float()
-    if norm_pix_loss:
-        mean, std = patch_stats(patchify(imgs, patch_size))
-        pred = pred * std + mean
+    _, mean, std = patch_targets(imgs, patch_size, norm_pix_loss)
     grid = (imgs.shape[-2] // patch_size, imgs.shape[-1] // patch_size)
-    return unpatchify(pred, patch_size, grid, imgs.shape[1])
+    return unnormalise(pred, mean, std, patch_size, grid, imgs.shape[1])
 
 
 def consistency_loss(segmentor: nn.Module, imgs: torch.Tensor, recon: torch.Tensor) -> tuple[torch.Tensor, ...]:
@@ -44,15 +61,18 @@ def consistency_loss(segmentor: nn.Module, imgs: torch.Tensor, recon: torch.Tens
 
     imgs, recon (B, C, D1, D2) -> (loss scalar, S(I) logits (B, 1, D1, D2), S(I') logits (B, 1, D1, D2)).
     """
+    imgs, recon = (t.contiguous(memory_format=torch.channels_last) for t in (imgs, recon))
     with torch.no_grad():
         logits_img = segmentor(imgs)
+        soft = torch.sigmoid(logits_img.float())
     logits_rec = segmentor(recon)
-    return F.binary_cross_entropy_with_logits(logits_rec.float(), torch.sigmoid(logits_img.float())), logits_img, logits_rec
+    return F.binary_cross_entropy_with_logits(logits_rec.float(), soft), logits_img, logits_rec
 
 
 def freeze(module: nn.Module) -> nn.Module:
-    """Eval mode and requires_grad False on every parameter (gradients still flow through to the input)."""
-    module.eval()
+    """Eval mode, channels-last weights, and requires_grad False on every parameter (gradients still flow through
+    to the input)."""
+    module.eval().to(memory_format=torch.channels_last)
     for p in module.parameters():
         p.requires_grad_(False)
     return module
@@ -90,8 +110,10 @@ class VasoMIMLoss(nn.Module):
         return self
 
     def forward(self, imgs: torch.Tensor, pred: torch.Tensor, mask: torch.Tensor) -> dict:
-        loss_rec = forward_loss(imgs, pred, mask, self.patch_size, self.norm_pix_loss)
-        recon = reconstruct(imgs, pred, self.patch_size, self.norm_pix_loss)
+        target, mean, std = patch_targets(imgs, self.patch_size, self.norm_pix_loss)
+        loss_rec = masked_mse(pred, target, mask)
+        grid = (imgs.shape[-2] // self.patch_size, imgs.shape[-1] // self.patch_size)
+        recon = unnormalise(pred, mean, std, self.patch_size, grid, imgs.shape[1])
         out = {"loss_rec": loss_rec, "recon": recon, "seg_img": None, "seg_recon": None}
         if self.use_cons:
             loss_cons, out["seg_img"], out["seg_recon"] = consistency_loss(self.segmentor, imgs, recon)
