@@ -7,7 +7,6 @@ The one-line summary is printed last.
 """
 
 import argparse
-import os
 import sys
 from pathlib import Path
 
@@ -20,6 +19,7 @@ from scripts import mae as mae_lib  # noqa: E402
 from scripts.losses import VasoMIMLoss  # noqa: E402
 
 from transforms import AnatomyGuidedMask  # noqa: E402
+from _threads import add_threads_option, apply_threads
 
 IMG, BATCH = 64, 8
 
@@ -66,12 +66,9 @@ def curve(batches, seed, dtype):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--steps", type=int, default=30)
-    ap.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default); 1 avoids OpenMP "
-                    "barrier stalls when other processes share the cores")
+    add_threads_option(ap)
     args = ap.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    print(f"threads={torch.get_num_threads()} loadavg={os.getloadavg()[0]:.2f}")
+    apply_threads(args)
     batches = make_batches(args.steps)
     fp32 = curve(batches, 0, torch.float32)
     bf16 = curve(batches, 0, torch.bfloat16)

@@ -25,6 +25,7 @@ from scripts import mae as mae_lib  # noqa: E402
 from scripts.losses import VasoMIMLoss, consistency_loss  # noqa: E402
 
 from transforms import AnatomyGuidedMask  # noqa: E402
+from _threads import add_threads_option, apply_threads
 
 MODEL_KEYS = ("img_size", "patch_size", "hidden_size", "mlp_dim", "num_layers", "num_heads", "decoder_hidden_size",
               "decoder_mlp_dim", "decoder_num_layers", "decoder_num_heads")
@@ -95,12 +96,9 @@ def main():
     ap.add_argument("--repeats", type=int, default=3, help="repeats of the CPU-preset case")
     ap.add_argument("--repeats-base", type=int, default=2, help="repeats of the ViT-B/16 case (keeps the run < 2 min)")
     ap.add_argument("--batch-base", type=int, default=4)
-    ap.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default); 1 avoids OpenMP "
-                    "barrier stalls when other processes share the cores")
+    add_threads_option(ap)
     args = ap.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    print(f"threads={torch.get_num_threads()} loadavg={os.getloadavg()[0]:.2f}")
+    apply_threads(args)
     results = []
     sizes, batch, seg, parser = bundle_parts(["train.json", "preset_cpu.json"])
     results.append(("cpu-preset", *run_case("cpu-preset", sizes, batch, seg, args.repeats)))

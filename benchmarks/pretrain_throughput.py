@@ -25,6 +25,7 @@ BUNDLE = Path(__file__).resolve().parents[1] / "bundles" / "vasomim_pretrain"
 sys.path.insert(0, str(BUNDLE))
 from scripts import mae as mae_lib  # noqa: E402
 from scripts.losses import forward_loss  # noqa: E402
+from _threads import add_threads_option, apply_threads
 
 MODEL_KEYS = ("img_size", "patch_size", "hidden_size", "mlp_dim", "num_layers", "num_heads", "decoder_hidden_size",
               "decoder_mlp_dim", "decoder_num_layers", "decoder_num_heads")
@@ -96,12 +97,9 @@ def main():
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--repeats-base", type=int, default=2, help="repeats for ViT-B/16 (keeps the run < 2 min)")
     ap.add_argument("--batch-base", type=int, default=8)
-    ap.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default); 1 avoids OpenMP "
-                    "barrier stalls when other processes share the cores")
+    add_threads_option(ap)
     args = ap.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    print(f"threads={torch.get_num_threads()} loadavg={os.getloadavg()[0]:.2f}")
+    apply_threads(args)
     a, b = torch.rand(MATMUL_N, MATMUL_N), torch.rand(MATMUL_N, MATMUL_N)
     matmul_time(a, b)
     sizes, batch = cpu_preset()
