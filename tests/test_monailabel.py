@@ -7,6 +7,7 @@ registers a stand-in ``torchvision.utils`` whose functions raise if called.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import json
 import sys
@@ -89,15 +90,66 @@ class FolderDatastore:
                 for p in sorted((self.root / "images").glob("*.dcm"))]
 
 
-def test_bundle_train_task_runs_one_epoch(tiny_bundle, small_dca_dir, caplog, capfd):
+TRAIN_REQUEST = {"model": "vasomim_seg", "max_epochs": 1, "val_split": 0.25, "device": "cpu", "multi_gpu": False}
+
+
+@contextlib.contextmanager
+def bundle_run_isolated():
+    """Restores sys.path and drops the bundle's ``scripts`` package when BundleTrainTask raises mid-run (it removes
+    the bundle from sys.path only on success)."""
+    path = list(sys.path)
+    try:
+        yield
+    finally:
+        sys.path[:] = path
+        for k in [k for k in sys.modules if k == "scripts" or k.startswith("scripts.")]:
+            del sys.modules[k]
+
+
+def test_bundle_train_task_continues_and_updates_model_pt_twice(tiny_bundle, small_dca_dir, caplog, capfd):
     task = BundleTrainTask(str(tiny_bundle), {})
     assert task.is_valid()
-    before = (tiny_bundle / "models" / "model.pt").stat().st_mtime_ns
-    with caplog.at_level("INFO"):
-        task({"model": "vasomim_seg", "max_epochs": 1, "val_split": 0.25, "device": "cpu", "multi_gpu": False,
-              "pretrained": True}, FolderDatastore(small_dca_dir))
-    out, err = capfd.readouterr()
-    log = caplog.text + out + err  # the bundle's logging.conf replaces the root handlers with stdout
-    assert "pretrained encoder tensors" in log
-    assert "Restored all variables" in log  # MONAI Label's own CheckpointLoader in train#handlers
-    assert (tiny_bundle / "models" / "model.pt").stat().st_mtime_ns > before
+    model = tiny_bundle / "models" / "model.pt"
+    for _ in range(2):
+        before, mtime = model.read_bytes(), model.stat().st_mtime_ns
+        caplog.clear()
+        with caplog.at_level("INFO"):
+            task({**TRAIN_REQUEST, "pretrained": True}, FolderDatastore(small_dca_dir))
+        out, err = capfd.readouterr()
+        log = caplog.text + out + err  # the bundle's logging.conf replaces the root handlers with stdout
+        assert "pretrained encoder tensors" in log
+        assert "Restored all variables" in log  # MONAI Label's own CheckpointLoader in train#handlers
+        assert f"continuing from {model.resolve()}" in log
+        assert model.stat().st_mtime_ns > mtime and model.read_bytes() != before
+
+
+class SkipsLoaderWithoutPretrained(BundleTrainTask):
+    """A BundleTrainTask whose pretrained=False adds no CheckpointLoader (0.8.5 fails on os.path.exists(None))."""
+
+    def _load_checkpoint(self, model_pytorch, pretrained, train_handlers):
+        if pretrained:
+            super()._load_checkpoint(model_pytorch, pretrained, train_handlers)
+
+
+class OverwritesWithoutPretrained(SkipsLoaderWithoutPretrained):
+    """An app that lets pretrained=False replace models/model.pt (the documented opt-in)."""
+
+    def _update_overrides(self, overrides):
+        overrides["overwrite"] = True
+        return overrides
+
+
+def test_bundle_train_task_without_pretrained_keeps_model_pt(tiny_bundle, small_dca_dir):
+    model = tiny_bundle / "models" / "model.pt"
+    before = model.read_bytes()
+    request, datastore = {**TRAIN_REQUEST, "pretrained": False}, FolderDatastore(small_dca_dir)
+    with pytest.raises(TypeError, match="NoneType"):
+        BundleTrainTask(str(tiny_bundle), {})(request, datastore)
+    assert model.read_bytes() == before
+    with bundle_run_isolated(), pytest.raises(RuntimeError) as refused:
+        SkipsLoaderWithoutPretrained(str(tiny_bundle), {})(request, datastore)
+    assert isinstance(refused.value.__cause__, FileExistsError)
+    assert "model.pt" in str(refused.value.__cause__) and "pretrained=True" in str(refused.value.__cause__)
+    assert model.read_bytes() == before
+    OverwritesWithoutPretrained(str(tiny_bundle), {})(request, datastore)
+    assert model.read_bytes() != before

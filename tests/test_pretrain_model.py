@@ -1,4 +1,4 @@
-"""vasomim_pretrain bundle code in-process: GuidedMAE masks, losses, beta schedule, run folder, encoder export, caching."""
+"""vasomim_pretrain bundle code in-process: GuidedMAE masks, losses, beta schedule, encoder export, caching."""
 
 import importlib
 import shutil
@@ -25,7 +25,7 @@ def scripts():
         del sys.modules[k]
     sys.path.insert(0, str(BUNDLE))
     mods = {name: importlib.import_module(f"scripts.{name}") for name in
-            ("mae", "losses", "beta", "run_folder", "export", "checkpoints")}
+            ("mae", "losses", "beta", "export", "checkpoints")}
     yield mods
     sys.path.remove(str(BUNDLE))
     for k in [k for k in sys.modules if k == "scripts" or k.startswith("scripts.")]:
@@ -181,25 +181,6 @@ def test_beta_schedule_handler(scripts):
     assert values[-2:] == [0.0, 0.0]
     with pytest.raises(ValueError):
         scripts["beta"].BetaScheduleHandler(beta, 0.0, 1.5)
-
-
-def test_output_folder_policy(scripts, tmp_path):
-    prepare = scripts["run_folder"].prepare_output_dir
-    out = tmp_path / "run"
-    assert prepare(out) == str(out)
-    (out / "checkpoints").mkdir()
-    (out / "checkpoints" / "checkpoint_epoch=1.pt").write_bytes(b"x")
-    (out / "notes.txt").write_text("mine")
-    with pytest.raises(FileExistsError, match="not empty"):
-        prepare(out)
-    assert prepare(out, resume=True) and (out / "checkpoints").exists()
-    data = out / "checkpoints" / "data"
-    data.mkdir()
-    with pytest.raises(ValueError, match="input"):
-        prepare(out, overwrite=True, inputs=[data])
-    shutil.rmtree(data)
-    prepare(out, overwrite=True)
-    assert not (out / "checkpoints").exists() and (out / "notes.txt").read_text() == "mine"
 
 
 def test_encoder_export_loads_into_monai_vit(scripts, tmp_path):

@@ -13,6 +13,8 @@ from ignite.engine import Engine, Events
 from ignite.handlers import Checkpoint, DiskSaver
 from monai.handlers import CheckpointLoader
 
+from transforms.run_folder import as_flag
+
 CHECKPOINT_PATTERN = "checkpoint_epoch={global_step}.pt"
 _EPOCH = re.compile(r"^checkpoint_epoch=(\d+)\.pt$")
 logger = logging.getLogger(__name__)
@@ -79,7 +81,7 @@ class ResumeFromLatest:
 
     def __init__(self, save_dir, load_dict: dict, enabled: bool = False, map_location=None,
                  trainer_key: str = "trainer"):
-        self.save_dir, self.enabled, self.trainer_key = save_dir, bool(enabled), trainer_key
+        self.save_dir, self.enabled, self.trainer_key = save_dir, as_flag(enabled, "resume"), trainer_key
         self.load_dict = {k: unwrap(v) if isinstance(v, torch.nn.Module) else v for k, v in load_dict.items()}
         self.map_location = map_location
         self.loaded_from: Path | None = None

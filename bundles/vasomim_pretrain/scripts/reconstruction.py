@@ -10,6 +10,8 @@ import torch
 from ignite.engine import Engine, Events
 from PIL import Image
 
+from transforms.run_folder import as_flag
+
 from .losses import reconstruct
 
 
@@ -26,7 +28,7 @@ class ReconstructionWriter:
 
     def __init__(self, output_dir, patch_size: int, datalist=(), overwrite: bool = False, norm_pix_loss: bool = True):
         self.dir, self.patch, self.datalist = Path(output_dir), int(patch_size), list(datalist)
-        self.overwrite, self.norm_pix_loss = bool(overwrite), norm_pix_loss
+        self.overwrite, self.norm_pix_loss = as_flag(overwrite, "overwrite"), norm_pix_loss
         self.count = 0
 
     def attach(self, engine: Engine) -> None:

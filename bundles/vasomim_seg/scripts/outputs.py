@@ -19,6 +19,15 @@ from .dicom_seg import write_dicom_seg
 
 logger = logging.getLogger(__name__)
 
+MASK_POSTFIX, MASK_EXT = "vessels", ".nii.gz"
+OVERLAY_SUFFIX = "_overlay.png"
+SEG_SUFFIX = "_vessels_seg.dcm"
+
+
+def output_patterns() -> list[str]:
+    """Glob patterns of every file inference writes into its output folder (for ``transforms.run_folder``)."""
+    return [f"*_{MASK_POSTFIX}{MASK_EXT}", f"*{OVERLAY_SUFFIX}", f"*{SEG_SUFFIX}"]
+
 
 def output_stem(meta: dict) -> str:
     """Output file stem for one processed frame: ``<source stem>`` or ``<source stem>_frame<k:03d>`` for a cine."""
@@ -70,7 +79,7 @@ class SaveVesselOutputsd(MapTransform):
         super().__init__(keys, allow_missing_keys)
         self.image_key, self.output_dir = image_key, output_dir
         self.nifti, self.overlay = nifti, overlay
-        self.saver = SaveImage(output_dir=output_dir, output_postfix="vessels", output_ext=".nii.gz",
+        self.saver = SaveImage(output_dir=output_dir, output_postfix=MASK_POSTFIX, output_ext=MASK_EXT,
                                output_dtype=np.uint8, resample=True, mode="nearest", separate_folder=False,
                                print_log=False)
 
@@ -90,7 +99,7 @@ class SaveVesselOutputsd(MapTransform):
                 rgb = np.repeat(grey[..., None], 3, axis=-1)
                 vessel = mask[0].T.astype(bool)
                 rgb[vessel] = (0.5 * rgb[vessel] + 0.5 * np.array([255, 0, 0])).astype(np.uint8)
-                Image.fromarray(rgb).save(os.path.join(self.output_dir, f"{stem}_overlay.png"))
+                Image.fromarray(rgb).save(os.path.join(self.output_dir, f"{stem}{OVERLAY_SUFFIX}"))
         return d
 
 
@@ -133,7 +142,7 @@ class DicomSegSaver:
         for source, frames in self.buffer.items():
             order = sorted(frames)
             stem = output_stem({"filename_or_obj": source, "num_frames": 1, "frame_index": 0})
-            path = os.path.join(self.output_dir, f"{stem}_vessels_seg.dcm")
+            path = os.path.join(self.output_dir, f"{stem}{SEG_SUFFIX}")
             write_dicom_seg(np.stack([frames[f] for f in order]), source, path, frame_indices=order,
                             series_number=self.series_number)
             logger.info(f"wrote DICOM SEG {path} ({len(order)} frame(s)).")
