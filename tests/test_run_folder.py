@@ -8,7 +8,8 @@ import pytest
 import torch
 from monai.handlers import CheckpointLoader, StatsHandler
 
-from transforms.run_folder import as_flag, check_outputs, prepare_output_dir
+from transforms.flags import as_flag
+from transforms.run_folder import check_outputs, prepare_output_dir
 
 PRETRAIN_ARTEFACTS = ["checkpoints", "models", "tb", "metrics.jsonl", "datalist_manifest.json"]
 

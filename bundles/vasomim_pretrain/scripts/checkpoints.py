@@ -13,7 +13,7 @@ from ignite.engine import Engine, Events
 from ignite.handlers import Checkpoint, DiskSaver
 from monai.handlers import CheckpointLoader
 
-from transforms.run_folder import as_flag
+from transforms.flags import as_flag
 
 CHECKPOINT_PATTERN = "checkpoint_epoch={global_step}.pt"
 _EPOCH = re.compile(r"^checkpoint_epoch=(\d+)\.pt$")

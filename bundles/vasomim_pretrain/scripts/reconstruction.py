@@ -10,7 +10,7 @@ import torch
 from ignite.engine import Engine, Events
 from PIL import Image
 
-from transforms.run_folder import as_flag
+from transforms.flags import as_flag
 
 from .losses import reconstruct
 

@@ -1,0 +1,77 @@
+"""Yes/no options typed on the command line reach the bundles as the words they are.
+
+`python -m monai.bundle run ... --guided false` hands the config the string "false" (Fire converts only True/False),
+which Python reads as true. These tests parse the bundles' configs with the values exactly as Fire passes them.
+"""
+
+import sys
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+from monai.bundle import ConfigParser
+
+REPO = Path(__file__).resolve().parents[1]
+PRETRAIN, SEG = REPO / "bundles" / "vasomim_pretrain", REPO / "bundles" / "vasomim_seg"
+
+
+@contextmanager
+def bundle_scripts(bundle: Path):
+    """Makes ``scripts`` the package of ``bundle`` (both bundles have one) and restores sys.modules afterwards."""
+
+    def owned():
+        return [k for k in sys.modules if k == "scripts" or k.startswith("scripts.")]
+
+    saved = {k: sys.modules.pop(k) for k in owned()}
+    sys.path.insert(0, str(bundle))
+    try:
+        yield
+    finally:
+        sys.path.remove(str(bundle))
+        for k in owned():
+            del sys.modules[k]
+        sys.modules.update(saved)
+
+
+def parser_for(bundle: Path, configs: tuple, overrides: dict) -> ConfigParser:
+    parser = ConfigParser()
+    parser.read_config([str(bundle / "configs" / c) for c in configs])
+    parser.update(overrides)
+    return parser
+
+
+@pytest.mark.parametrize("word, expected", [("false", False), ("False", False), ("true", True), (False, False)])
+def test_pretrain_ablation_words(word, expected, tmp_path):
+    parser = parser_for(PRETRAIN, ("train.json", "preset_cpu.json"), {
+        "guided": word, "use_cons": word, "progress_bar": word, "norm_pix_loss": word, "output_dir": str(tmp_path)})
+    with bundle_scripts(PRETRAIN):
+        flags = parser.get_parsed_content("flags")
+        beta = parser.get_parsed_content("train#guided_mask#beta")
+        shared = parser.get_parsed_content("shared_beta")
+        loss = None if expected else parser.get_parsed_content("loss")
+    assert flags == dict.fromkeys(("guided", "use_cons", "norm_pix_loss", "progress_bar"), expected)
+    assert (beta is shared) is expected
+    if loss is not None:
+        assert loss.segmentor is None and loss.use_cons is False and loss.norm_pix_loss is False
+
+
+def test_pretrain_rejects_a_non_flag_word(tmp_path):
+    parser = parser_for(PRETRAIN, ("train.json",), {"guided": "maybe", "output_dir": str(tmp_path)})
+    with bundle_scripts(PRETRAIN), pytest.raises(RuntimeError) as info:
+        parser.get_parsed_content("flags#guided")
+    causes, exc = [], info.value
+    while exc is not None:
+        causes.append(exc)
+        exc = exc.__cause__ or exc.__context__
+    assert any(isinstance(e, ValueError) and "guided must be true or false" in str(e) for e in causes)
+
+
+@pytest.mark.parametrize("word, expected", [("false", False), ("true", True)])
+def test_seg_flag_words(word, expected):
+    parser = parser_for(SEG, ("train.json",), {"qkv_bias": word, "use_cldice_loss": word, "img_size": 64,
+                                               "hidden_size": 32, "mlp_dim": 64, "num_layers": 2, "num_heads": 2})
+    with bundle_scripts(SEG):
+        net = parser.get_parsed_content("network_def")
+        loss = parser.get_parsed_content("loss")
+    assert (net.vit.blocks[0].attn.qkv.bias is not None) is expected
+    assert (loss.cldice is not None) is expected
