@@ -56,6 +56,25 @@ def test_single_frame_dicom_matches_pydicom():
     assert np.isnan(meta["pixel_spacing"][0])
 
 
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16])
+@pytest.mark.parametrize("invert", [False, True])
+def test_normalise_of_unsigned_frames_equals_the_float32_formula(dtype, invert):
+    stored = pydicom.dcmread(DCA[3]).pixel_array[:, :250].astype(dtype) * (257 if dtype == np.uint16 else 1)
+    ours = _dicom.normalise("x.dcm", stored, invert, None)
+    f = stored.astype(np.float32).T
+    reference = ((f.max() - f) if invert else (f - f.min())) / np.float32(f.max() - f.min())
+    assert ours.dtype == np.float32 and ours.shape == (250, 300) and ours.flags.c_contiguous
+    np.testing.assert_array_equal(ours, reference)
+
+
+def test_loaded_tensor_is_contiguous_and_owns_its_affines(tmp_path):
+    path = native_copy(DCA[0], tmp_path / "sp.dcm", ImagerPixelSpacing=[0.3, 0.2])
+    img = LoadAngiogram()(path)
+    assert img.is_contiguous() and img.affine.dtype == torch.float64
+    assert torch.equal(img.meta["original_affine"], img.affine)
+    assert img.meta["original_affine"].data_ptr() != img.affine.data_ptr()
+
+
 @pytest.mark.parametrize("index", [0, 37, 95])
 def test_cine_frame_matches_pydicom_frame(index):
     img = LoadAngiogram()(CINE, index)

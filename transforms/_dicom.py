@@ -18,6 +18,7 @@ from typing import NamedTuple, Sequence
 
 import numpy as np
 import pydicom
+from pydicom.datadict import tag_for_keyword
 from pydicom.dataset import Dataset
 from pydicom.encaps import parse_basic_offsets, parse_fragments
 from pydicom.pixels import get_decoder
@@ -48,6 +49,14 @@ LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
 MAX_FRAME_BYTES = 1 << 30
 NO_SPACING = (float("nan"), float("nan"))
 PREFERRED_PLUGIN = {JPEGBaseline8Bit: "pillow"}
+TAGS = {
+    keyword: tag_for_keyword(keyword)
+    for keyword in (
+        "MediaStorageSOPClassUID", "TransferSyntaxUID", "SOPClassUID", "SamplesPerPixel", "PhotometricInterpretation",
+        "NumberOfFrames", "Rows", "Columns", "ImagerPixelSpacing", "PixelSpacing", "BitsAllocated", "RescaleSlope",
+        "ModalityLUTSequence", "ExtendedOffsetTable", "PixelData",
+    )
+}
 INSTALL_HINT = {
     "1.2.840.10008.1.2.4.51": "python-gdcm (pip install python-gdcm)",
     "1.2.840.10008.1.2.4.57": "pylibjpeg-libjpeg or python-gdcm",
@@ -64,6 +73,15 @@ INSTALL_HINT = {
 def is_image_file(head: bytes) -> bool:
     """True when the first bytes of a file are a PNG, JPEG, TIFF, BMP or GIF signature."""
     return head.startswith(IMAGE_MAGIC)
+
+
+def element_value(ds: Dataset, keyword: str, default=None):
+    """`ds.get(keyword, default)` for a keyword of TAGS, looked up by tag (about 4 us less a call).
+
+    pydicom converts the raw element on first access, as for attribute access.
+    """
+    tag = TAGS[keyword]
+    return ds[tag].value if tag in ds else default
 
 
 def _first_line(exc: BaseException) -> str:
@@ -87,11 +105,11 @@ def read_dataset(path, stop_before_pixels: bool = False) -> Dataset:
         detail = f" (pydicom: {str(caught[0].message).splitlines()[0]})" if caught else ""
         raise AngiogramReadError(path, f"truncated or not a DICOM file: no data elements could be read{detail}")
     try:
-        rows, cols = int(ds.get("Rows") or 0), int(ds.get("Columns") or 0)
+        rows, cols = int(element_value(ds, "Rows") or 0), int(element_value(ds, "Columns") or 0)
     except Exception:
         rows = cols = 0
     if rows <= 0 or cols <= 0:
-        if "SOPClassUID" in ds or ds.file_meta.get("MediaStorageSOPClassUID"):
+        if TAGS["SOPClassUID"] in ds or element_value(ds.file_meta, "MediaStorageSOPClassUID"):
             raise AngiogramReadError(path, "not a DICOM image: no valid Rows/Columns")
         raise AngiogramReadError(path, "not a DICOM file or a supported image (no DICOM header, no PNG/JPEG/TIFF signature)")
     _set_transfer_syntax(path, ds)
@@ -100,7 +118,7 @@ def read_dataset(path, stop_before_pixels: bool = False) -> Dataset:
 
 def _set_transfer_syntax(path, ds: Dataset) -> None:
     meta = ds.file_meta
-    if meta.get("TransferSyntaxUID"):
+    if element_value(meta, "TransferSyntaxUID"):
         return
     implicit, little = ds.original_encoding
     if implicit is None:
@@ -112,7 +130,7 @@ def _set_transfer_syntax(path, ds: Dataset) -> None:
 
 def number_of_frames(path, ds: Dataset) -> int:
     """Declared NumberOfFrames (1 when absent); AngiogramReadError when it is not a positive integer."""
-    value = ds.get("NumberOfFrames")
+    value = element_value(ds, "NumberOfFrames")
     if value in (None, ""):
         return 1
     try:
@@ -138,21 +156,22 @@ class Header(NamedTuple):
 
 def check_header(path, ds: Dataset) -> Header:
     """Checks the image-pixel header fields that need no pixel data; returns their values."""
-    stored = str(ds.get("PhotometricInterpretation", "")).strip()
+    stored = str(element_value(ds, "PhotometricInterpretation", "")).strip()
     pi = stored.upper()
     if pi not in GREY + COLOUR:
         raise AngiogramReadError(
             path, f"unsupported photometric interpretation {pi or 'missing'!r} (supported: {', '.join(GREY + COLOUR)})"
         )
     try:
-        bits = int(ds.BitsAllocated)
-        spp = int(ds.get("SamplesPerPixel", 1))
+        bits = int(element_value(ds, "BitsAllocated"))
+        spp = int(element_value(ds, "SamplesPerPixel", 1))
     except Exception:
         raise AngiogramReadError(path, "missing or invalid BitsAllocated/SamplesPerPixel") from None
     if bits not in (1, 8, 16, 32, 64) or spp not in (1, 3):
         raise AngiogramReadError(path, f"unsupported BitsAllocated {bits} / SamplesPerPixel {spp}")
-    tsyntax = UID(ds.file_meta.TransferSyntaxUID)
-    return Header(int(ds.Rows), int(ds.Columns), spp, bits, stored, number_of_frames(path, ds), tsyntax)
+    tsyntax = UID(element_value(ds.file_meta, "TransferSyntaxUID"))
+    rows, columns = int(element_value(ds, "Rows")), int(element_value(ds, "Columns"))
+    return Header(rows, columns, spp, bits, stored, number_of_frames(path, ds), tsyntax)
 
 
 def check_pixel_data(path, ds: Dataset, header: Header) -> None:
@@ -162,14 +181,14 @@ def check_pixel_data(path, ds: Dataset, header: Header) -> None:
     whole extra frame more); encapsulated data must hold one Basic Offset Table entry, or at least one fragment, per
     declared frame.
     """
-    if "PixelData" not in ds:
+    if TAGS["PixelData"] not in ds:
         raise AngiogramReadError(path, "no pixel data: the (7FE0,0010) Pixel Data element is missing")
     rows, cols, spp, bits, pi, frames, tsyntax = header
     subsampled = not tsyntax.is_encapsulated and pi == "YBR_FULL_422"
     frame_bytes = ceil(rows * cols * (2 if subsampled else spp) * bits / 8)
     if frame_bytes > MAX_FRAME_BYTES:
         raise AngiogramReadError(path, f"frame of {rows} x {cols} x {spp} x {bits} bits is too large to decode")
-    data = ds.PixelData
+    data = element_value(ds, "PixelData")
     if not isinstance(data, (bytes, bytearray)) or len(data) == 0:
         raise AngiogramReadError(path, "no pixel data: the Pixel Data element is empty")
     if not tsyntax.is_encapsulated:
@@ -193,8 +212,8 @@ def check_pixel_data(path, ds: Dataset, header: Header) -> None:
         fragments = parse_fragments(buf)[0]
     except Exception as exc:
         raise AngiogramReadError(path, f"malformed encapsulated pixel data ({_first_line(exc)})") from None
-    if "ExtendedOffsetTable" in ds:
-        offsets = ds.ExtendedOffsetTable
+    if TAGS["ExtendedOffsetTable"] in ds:
+        offsets = element_value(ds, "ExtendedOffsetTable")
         counted, source = len(offsets) // 8, "Extended Offset Table entries"
     elif offsets:
         counted, source = len(offsets), "Basic Offset Table entries"
@@ -251,7 +270,7 @@ def _load_checked(path) -> DicomImage:
     header = check_header(path, ds)
     check_pixel_data(path, ds, header)
     invert = lut_inverts(ds, header.photometric)
-    return DicomImage(ds, header, invert, "ModalityLUTSequence" in ds, describe(ds, header))
+    return DicomImage(ds, header, invert, TAGS["ModalityLUTSequence"] in ds, describe(ds, header))
 
 
 CACHE_FILES = 4
@@ -320,22 +339,24 @@ def decode_frames(path, image: DicomImage, indices: Sequence[int], plugin: str |
     with warnings.catch_warnings(), quiet_pydicom():
         warnings.simplefilter("ignore")
         try:
-            options = dict(as_pixel_options(ds), pixel_keyword="PixelData", pixel_vr=ds["PixelData"].VR)
+            pixels = ds[TAGS["PixelData"]]
+            data = pixels.value
+            options = dict(as_pixel_options(ds), pixel_keyword="PixelData", pixel_vr=pixels.VR)
             arrays = None
             if frames > 1 and len(indices) == frames and list(indices) == list(range(frames)):
                 try:
-                    arrays = list(decoder.as_array(ds.PixelData, decoding_plugin=first, **options)[0])
+                    arrays = list(decoder.as_array(data, decoding_plugin=first, **options)[0])
                 except Exception:
                     pass
             if arrays is None:
                 arrays = []
                 for index in indices:
                     try:
-                        arrays.append(decoder.as_array(ds.PixelData, index=index, decoding_plugin=first, **options)[0])
+                        arrays.append(decoder.as_array(data, index=index, decoding_plugin=first, **options)[0])
                     except Exception:
                         if not first:
                             raise
-                        arrays.append(decoder.as_array(ds.PixelData, index=index, **options)[0])
+                        arrays.append(decoder.as_array(data, index=index, **options)[0])
         except Exception as exc:
             raise AngiogramReadError(path, _decode_reason(tsyntax, decoder, indices[0] if index is None else index, exc)) from None
     for i, arr in zip(indices, arrays):
@@ -377,12 +398,18 @@ def normalise(path, arr: np.ndarray, invert: bool, index, out: np.ndarray | None
         raise AngiogramReadError(path, f"constant image{where}: every pixel is {mn}")
     if out is None:
         out = np.empty(arr.shape[::-1], dtype=np.float32)
+    scale = np.float32(float(mx) - float(mn))
+    if arr.dtype.kind == "u" and arr.itemsize <= 2:
+        # offsets from min (max) are exact in the stored type and in float32: taken while transposing, then one
+        # float32 division straight into `out`
+        offsets = np.subtract(mx, arr.T, order="C") if invert else np.subtract(arr.T, mn, order="C")
+        return np.divide(offsets, scale, out=out, dtype=np.float32)
     out[...] = np.ascontiguousarray(arr.T)  # transposing the narrow stored type first is up to 1.6x faster
     if invert:
         np.subtract(np.float32(mx), out, out=out)
     else:
         out -= np.float32(mn)
-    out /= np.float32(float(mx) - float(mn))
+    out /= scale
     return out
 
 
@@ -394,7 +421,7 @@ def lut_inverts(ds: Dataset, photometric: str) -> bool:
     `decode_frames`.
     """
     try:
-        slope = float(ds.get("RescaleSlope", 1) or 1)
+        slope = float(element_value(ds, "RescaleSlope", 1) or 1)
     except Exception:
         slope = 1.0
     return (slope < 0) != (photometric.upper() == "MONOCHROME1")
@@ -403,7 +430,7 @@ def lut_inverts(ds: Dataset, photometric: str) -> bool:
 def pixel_spacing(ds: Dataset):
     """(row, column) spacing in mm from ImagerPixelSpacing, else PixelSpacing, else None."""
     for key in ("ImagerPixelSpacing", "PixelSpacing"):
-        value = ds.get(key)
+        value = element_value(ds, key)
         if value is None:
             continue
         try:

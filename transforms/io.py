@@ -16,6 +16,7 @@ Orientation: MONAI's, i.e. the DICOM `pixel_array.T` (first spatial axis = colum
 from __future__ import annotations
 
 import logging
+import math
 import os
 from pathlib import Path
 from typing import Hashable, Mapping, Sequence
@@ -48,11 +49,10 @@ def _check_frame_index(path, frame, frames: int) -> int:
     return index
 
 
-def _affine(spacing) -> torch.Tensor:
-    affine = torch.eye(4, dtype=torch.float64)
-    if not np.isnan(spacing[0]):
-        affine[0, 0], affine[1, 1] = spacing[1], spacing[0]
-    return affine
+def _affine(spacing) -> np.ndarray:
+    """diag(col spacing, row spacing, 1, 1) float64 (4, 4); identity when the spacing is unknown (nan)."""
+    row, col = (1.0, 1.0) if math.isnan(spacing[0]) else spacing
+    return np.diag([col, row, 1.0, 1.0])
 
 
 NO_SPACING = _dicom.NO_SPACING
@@ -130,8 +130,10 @@ class LoadAngiogram(Transform):
         affine = _affine(meta["pixel_spacing"])
         meta["spatial_shape"] = np.asarray(array.shape[1:])
         meta["original_channel_dim"] = "no_channel"
-        meta["original_affine"] = affine.clone()
-        return MetaTensor(torch.from_numpy(array), affine=affine, meta=meta)
+        meta["original_affine"] = torch.from_numpy(affine.copy())
+        # ndarrays, not tensors: MetaTensor converts them once and keeps this fresh meta dict instead of copying it;
+        # spatial_ndim is the value it would derive from the affine, given so that it is not derived a second time
+        return MetaTensor(array, affine=affine, meta=meta, spatial_ndim=affine.shape[0] - 1)
 
 
 class LoadAngiogramd(MapTransform):
