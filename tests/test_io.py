@@ -178,3 +178,21 @@ def test_loadangiogramd_in_dataloader():
         assert b["image"].shape[1] == 1 and 0.0 <= float(b["image"].min()) and float(b["image"].max()) <= 1.0
     missing = LoadAngiogramd(keys=["image", "label"], allow_missing_keys=True)({"image": str(DCA[0]), "frame": None})
     assert missing["image"].shape == (1, 300, 300) and missing["frame"] == 0
+
+
+def test_max_contrast_on_an_undecodable_file_is_a_read_error(tmp_path):
+    """A Transfer Syntax UID that names no transfer syntax (pydicom's get_decoder raises ValueError)."""
+    from transforms import AngiogramReadError
+    from transforms.io import frame_means
+
+    raw = CINE.read_bytes()
+    assert raw.count(b"1.2.840.10008.1.2.4.50") == 1
+    bad = tmp_path / "bad_syntax.dcm"
+    bad.write_bytes(raw.replace(b"1.2.840.10008.1.2.4.50", b"1.2.840.10008.1.2.4.99"))
+    with pytest.raises(AngiogramReadError, match="bad_syntax.dcm: unsupported transfer syntax .*not a transfer syntax"):
+        frame_means(bad)
+    with pytest.raises(AngiogramReadError, match="unsupported transfer syntax"):
+        LoadAngiogram()(bad, 0)
+    with pytest.raises(AngiogramReadError, match="bad_syntax.dcm"):
+        list_angiogram_frames(tmp_path, frame_policy="max_contrast", strict=True)
+    assert list_angiogram_frames(tmp_path, frame_policy="max_contrast") == []

@@ -89,6 +89,17 @@ def _first_line(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text[0] if text else ''}".strip()
 
 
+@contextmanager
+def read_errors(path):
+    """Lets AngiogramReadError through and turns any other exception raised inside into one naming ``path``."""
+    try:
+        yield
+    except AngiogramReadError:
+        raise
+    except Exception as exc:
+        raise AngiogramReadError(path, f"unreadable input ({_first_line(exc)[:300]})") from None
+
+
 def read_dataset(path, stop_before_pixels: bool = False) -> Dataset:
     """Parses a DICOM file (with or without the 128-byte preamble and file meta) into a pydicom Dataset.
 
@@ -170,6 +181,8 @@ def check_header(path, ds: Dataset) -> Header:
     if bits not in (1, 8, 16, 32, 64) or spp not in (1, 3):
         raise AngiogramReadError(path, f"unsupported BitsAllocated {bits} / SamplesPerPixel {spp}")
     tsyntax = UID(element_value(ds.file_meta, "TransferSyntaxUID"))
+    if not tsyntax.is_transfer_syntax:
+        raise AngiogramReadError(path, f"unsupported transfer syntax {tsyntax}: not a transfer syntax UID")
     rows, columns = int(element_value(ds, "Rows")), int(element_value(ds, "Columns"))
     return Header(rows, columns, spp, bits, stored, number_of_frames(path, ds), tsyntax)
 

@@ -67,7 +67,7 @@ def read_angiogram(path, frame=None, decoding_plugin: str | None = None) -> tupl
     Raises:
         AngiogramReadError for every unreadable, inconsistent, undecodable or constant input.
     """
-    try:
+    with _dicom.read_errors(path):
         if _dicom.is_image_path(path):
             return _read_image(path, frame)
         image = _dicom.open_dicom(path)
@@ -78,10 +78,6 @@ def read_angiogram(path, frame=None, decoding_plugin: str | None = None) -> tupl
             _dicom.normalise(path, arr, image.invert, i if frames > 1 else None, out=out[k])
         index = -1 if frame is None and frames > 1 else indices[0]
         return out, {"filename_or_obj": str(path), "frame_index": index, **image.info}
-    except AngiogramReadError:
-        raise
-    except Exception as exc:
-        raise AngiogramReadError(path, f"unreadable input ({_dicom._first_line(exc)[:300]})") from None
 
 
 def _read_image(path, frame) -> tuple[np.ndarray, dict]:
@@ -204,18 +200,22 @@ def count_frames(path) -> int:
 
 
 def frame_means(path, decoding_plugin: str | None = None) -> np.ndarray:
-    """Mean Modality-LUT value of every frame after MONOCHROME1/negative-slope inversion, (N,); NaN if constant."""
-    if _dicom.is_image_path(path):
-        n = _dicom.image_pages(path)
-        return np.array([_dicom.read_image_file(path, i if n > 1 else None)[0].mean() for i in range(n)])
-    image = _dicom.open_dicom(path)
-    sign = -1.0 if image.invert else 1.0
-    means = np.empty(image.header.frames)
-    for i, arr in enumerate(_dicom.decode_frames(path, image, range(image.header.frames), decoding_plugin)):
-        if arr.ndim == 3:
-            arr = arr.astype(np.float32) @ _dicom.LUMA
-        means[i] = np.nan if arr.min() == arr.max() else sign * float(arr.mean())
-    return means
+    """Mean Modality-LUT value of every frame after MONOCHROME1/negative-slope inversion, (N,); NaN if constant.
+
+    Raises AngiogramReadError for every unreadable or undecodable input.
+    """
+    with _dicom.read_errors(path):
+        if _dicom.is_image_path(path):
+            n = _dicom.image_pages(path)
+            return np.array([_dicom.read_image_file(path, i if n > 1 else None)[0].mean() for i in range(n)])
+        image = _dicom.open_dicom(path)
+        sign = -1.0 if image.invert else 1.0
+        means = np.empty(image.header.frames)
+        for i, arr in enumerate(_dicom.decode_frames(path, image, range(image.header.frames), decoding_plugin)):
+            if arr.ndim == 3:
+                arr = arr.astype(np.float32) @ _dicom.LUMA
+            means[i] = np.nan if arr.min() == arr.max() else sign * float(arr.mean())
+        return means
 
 
 def select_frames(path, frames: int, frame_policy) -> list:
