@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 from transforms.dataset_check import check_angiogram_file
 from transforms.errors import AngiogramReadError
-from transforms.io import LoadAngiogram
+from transforms.io import LoadAngiogram, list_angiogram_frames
 
 ROOT = Path(__file__).resolve().parents[1] / "sample_data"
 CINE = ROOT / "xa_cine" / "XA_coronary_cine_96frames_jpeg_baseline.dcm"
@@ -60,6 +60,11 @@ def test_mutated_bytes_only_raise_angiogram_read_error(tmp_path_factory, data):
     path.write_bytes(data)
     reasons = check_angiogram_file(path)
     assert isinstance(reasons, list) and all(isinstance(r, str) and r for r in reasons)
+    try:
+        frames = list_angiogram_frames(path, frame_policy="max_contrast", strict=True)
+        assert len(frames) == 1
+    except AngiogramReadError as err:
+        assert err.path == str(path) and err.reason
     try:
         img = LoadAngiogram()(path, 0)
     except AngiogramReadError as err:
