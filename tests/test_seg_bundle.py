@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import re
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -274,6 +275,19 @@ def test_paired_datalist_and_seeded_split(dca_dir):
     assert not {p["image"] for p in train} & {p["image"] for p in val}
     assert data.split_datalist(pairs, 0.25, 3, "val") == val
     assert any(data.split_datalist(pairs, 0.25, s, "val") != val for s in range(4, 10))
+
+
+def test_paired_datalist_pairs_any_image_suffix_with_its_label(tmp_path):
+    (tmp_path / "images").mkdir()
+    (tmp_path / "labels").mkdir()
+    for name in ("a.tif", "b.JPEG", "c.png", "d.dcm", "e", "f.tiff"):
+        (tmp_path / "images" / name).write_bytes(b"x")
+    for name in ("a.png", "b.png", "c.png", "d.nii.gz", "e.png", "f.dcm", "g.png"):
+        (tmp_path / "labels" / name).write_bytes(b"x")
+    pairs = data.paired_datalist(str(tmp_path))
+    assert [(Path(p["image"]).name, Path(p["label"]).name) for p in pairs] == [
+        ("a.tif", "a.png"), ("b.JPEG", "b.png"), ("c.png", "c.png"), ("d.dcm", "d.nii.gz"), ("e", "e.png"),
+        ("f.tiff", "f.dcm")]
 
 
 def test_paired_datalist_errors(tmp_path):

@@ -9,9 +9,12 @@ from pathlib import Path
 LABEL_SUFFIXES = (".png", ".nii.gz", ".nii", ".dcm")
 
 
+STEM_SUFFIXES = (".nii.gz", ".nii", ".dcm", ".dicom", ".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".gif")
+
+
 def _stem(path: Path) -> str:
     name = path.name
-    for suffix in (".nii.gz", ".nii", ".dcm", ".dicom", ".png"):
+    for suffix in STEM_SUFFIXES:
         if name.lower().endswith(suffix):
             return name[: -len(suffix)]
     return name
