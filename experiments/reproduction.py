@@ -58,6 +58,7 @@ PRETRAIN_ARMS = {
     "strong_to_weak": {"guided": True, "beta_0": 1.0, "beta_E": 1.0, "use_cons": True},
 }
 BAR = {"img_size": 256, "seg_epochs": 80}
+NOT_PRETRAINED = ("frangi", "unet", "unet_bar", "scratch_vit")
 SEG_ARMS = ["scratch_vit", "unet", "unet_bar", "mae", "vasomim", "guided_only", "cons_only", "strong_to_weak"]
 DEFAULT_ARMS = ["frangi", "unet", "scratch_vit", "mae", "vasomim", "guided_only", "cons_only"]
 LABELS = {"frangi": "Frangi (tuned threshold)", "unet": "BasicUNet scratch",
@@ -372,8 +373,8 @@ def bar_figure(rows: list[dict], path: Path) -> None:
     for ax, key, title in ((axes[0], "dice", "DSC (%)"), (axes[1], "cldice", "clDice (%)")):
         means = [100 * mean_sd(r[key])[0] for r in rows]
         sds = [100 * mean_sd(r[key])[1] for r in rows]
-        ax.bar(x, means, yerr=sds, capsize=4, color=["0.6" if r["arm"] in ("frangi", "unet", "scratch_vit") else
-                                                     "tab:blue" for r in rows])
+        colours = ["0.6" if r["arm"] in NOT_PRETRAINED else "tab:blue" for r in rows]
+        ax.bar(x, means, yerr=sds, capsize=4, color=colours)
         for i, r in enumerate(rows):
             ax.scatter([i] * len(r[key]), [100 * v for v in r[key]], color="k", s=10, zorder=3)
         ax.set_xticks(x)
