@@ -59,6 +59,7 @@ PRETRAIN_ARMS = {
 }
 BAR = {"img_size": 256, "seg_epochs": 80}
 NOT_PRETRAINED = ("frangi", "unet", "unet_bar", "scratch_vit")
+FRANGI_CONFIGS = ["train.json", "evaluate.json", "evaluate_frangi.json"]
 SEG_ARMS = ["scratch_vit", "unet", "unet_bar", "mae", "vasomim", "guided_only", "cons_only", "strong_to_weak"]
 DEFAULT_ARMS = ["frangi", "unet", "scratch_vit", "mae", "vasomim", "guided_only", "cons_only"]
 LABELS = {"frangi": "Frangi (tuned threshold)", "unet": "BasicUNet scratch",
@@ -164,15 +165,25 @@ def seg_overrides(arm: str, seed: int, s: dict, runs: Path, data: Path) -> tuple
     return configs, ov
 
 
+def evaluation(arm: str, seed: int, s: dict, runs: Path, data: Path, part: str, step_dir: Path, output_dir: Path,
+               dataset_dir: Path | None = None) -> list[str]:
+    """``run evaluating`` of the trained model of ``arm``/``seed`` on ``part`` of ``dataset_dir`` (default: the
+    fine-tuning data), writing into ``output_dir``, as the study step ``step_dir``."""
+    configs, ov = seg_overrides(arm, seed, s, runs, data)
+    ov.pop("pretrained_ckpt", None)
+    ov.update({"validate#dataset#data#part": part, "output_dir": str(output_dir), **rerun(step_dir)})
+    if dataset_dir is not None:
+        ov["dataset_dir"] = str(dataset_dir)
+    return bundle_cmd(SEG, "evaluating", configs + ["evaluate.json"], ov)
+
+
 def finetune(arm: str, seed: int, s: dict, runs: Path, data: Path, threads: int, log: Path) -> tuple[dict, dict]:
     """Trains with ``run training`` then evaluates the best checkpoint on the val split at source resolution."""
     configs, ov = seg_overrides(arm, seed, s, runs, data)
     out = runs / "seg" / arm / f"seed{seed}"
     train_cmd = bundle_cmd(SEG, "training", configs, {**ov, **rerun(out / "train")})
     train = run_step(out / "train", train_cmd, threads, log)
-    ev = {**ov, "validate#dataset#data#part": "val", "output_dir": str(out / "eval")}
-    ev.pop("pretrained_ckpt", None)
-    eval_cmd = bundle_cmd(SEG, "evaluating", configs + ["evaluate.json"], {**ev, **rerun(out / "eval")})
+    eval_cmd = evaluation(arm, seed, s, runs, data, "val", out / "eval", out / "eval")
     evaluate = run_step(out / "eval", eval_cmd, threads, log)
     return train, evaluate
 
@@ -181,7 +192,7 @@ def frangi(s: dict, runs: Path, data: Path, threads: int, log: Path) -> dict:
     """Tunes the Frangi threshold on the training split (grid, mean DSC) and evaluates it on the val split."""
     base = {"dataset_dir": str(data / "xca_dca80_train"), "img_size": s["img_size"], "num_workers": 0,
             "validate#dataset#data#val_fraction": 0.2, "validate#dataset#data#seed": 0}
-    configs = ["train.json", "evaluate.json", "evaluate_frangi.json"]
+    configs = FRANGI_CONFIGS
     cpu = 0.0
     scores = {}
     for thr in s["frangi_grid"]:
@@ -223,22 +234,18 @@ def drive_pairs(data: Path, runs: Path) -> Path:
     return root
 
 
-def drive_eval(arm: str, seed: int, s: dict, runs: Path, data: Path, threads: int, log: Path) -> dict:
-    """Cross-domain check: the XCA-trained model of ``arm``/``seed`` (or the XCA-tuned Frangi) evaluated on DRIVE."""
-    pairs = drive_pairs(data, runs)
+def drive_eval(arm: str, seed: int, s: dict, runs: Path, data: Path, pairs: Path, threads: int, log: Path) -> dict:
+    """Cross-domain check: the XCA-trained model of ``arm``/``seed`` (or the XCA-tuned Frangi) evaluated on DRIVE
+    (``pairs``, see drive_pairs)."""
+    out = runs / "drive" / "frangi" if arm == "frangi" else runs / "drive" / arm / f"seed{seed}"
     if arm == "frangi":
         best = json.loads((runs / "frangi" / "tuning.json").read_text())["best"]
-        configs = ["train.json", "evaluate.json", "evaluate_frangi.json"]
-        ov = {"img_size": s["img_size"], "num_workers": 0, "frangi_threshold": best}
-        out = runs / "drive" / "frangi"
+        cmd = bundle_cmd(SEG, "evaluating", FRANGI_CONFIGS, {
+            "img_size": s["img_size"], "num_workers": 0, "frangi_threshold": best, "dataset_dir": str(pairs),
+            "validate#dataset#data#part": "all", "output_dir": str(out / "eval"), **rerun(out)})
     else:
-        configs, ov = seg_overrides(arm, seed, s, runs, data)
-        configs = configs + ["evaluate.json"]
-        ov.pop("pretrained_ckpt", None)
-        out = runs / "drive" / arm / f"seed{seed}"
-    ov.update({"dataset_dir": str(pairs), "validate#dataset#data#part": "all", "output_dir": str(out / "eval"),
-               **rerun(out)})
-    return run_step(out, bundle_cmd(SEG, "evaluating", configs, ov), threads, log)
+        cmd = evaluation(arm, seed, s, runs, data, "all", out, out / "eval", dataset_dir=pairs)
+    return run_step(out, cmd, threads, log)
 
 
 def per_image(eval_dir: Path) -> dict:
@@ -552,8 +559,9 @@ def main() -> None:
         trained = [(a, seed) for a in args.arms if a != "frangi" for seed in s["seeds"]
                    if (runs / "seg" / a / f"seed{seed}" / "eval" / "done.json").exists()]
         tuned = [("frangi", 0)] if (runs / "frangi" / "tuning.json").exists() and "frangi" in args.arms else []
+        pairs = drive_pairs(data, runs)
         for arm, seed in tuned + trained:
-            drive_eval(arm, seed, s, runs, data, args.threads, log)
+            drive_eval(arm, seed, s, runs, data, pairs, args.threads, log)
 
     rows = collect(args.arms, s, runs)
     write_tables(rows, results, args.scale, s)

@@ -52,7 +52,7 @@ def inspect_angiogram_file(path, decode: str = "first") -> dict:
     Raises:
         AngiogramReadError naming the file and the reason.
     """
-    try:
+    with _dicom.read_errors(path):
         if _dicom.is_image_path(path):
             pages = _dicom.image_pages(path)
             for i in range(pages):
@@ -65,10 +65,6 @@ def inspect_angiogram_file(path, decode: str = "first") -> dict:
         frames = image.header.frames
         usable = _first_usable_frame(path, image, decode)
         return {"frames": frames, "usable_frames": usable if decode == "all" else list(range(frames))}
-    except AngiogramReadError:
-        raise
-    except Exception as exc:
-        raise AngiogramReadError(path, f"unreadable input ({_dicom._first_line(exc)[:300]})") from None
 
 
 def check_angiogram_file(path, decode: str = "first") -> list[str]:

@@ -23,6 +23,7 @@ from .flags import as_flag
 
 logger = logging.getLogger("transforms.run_folder")
 
+
 def prepare_output_dir(output_dir, artefacts: Sequence[str], overwrite=False, resume=False, inputs=(),
                        rank: int = 0) -> str:
     """Checks and creates the folder of a run that owns it; returns it as an absolute path string.

@@ -7,9 +7,7 @@ import random
 from pathlib import Path
 
 LABEL_SUFFIXES = (".png", ".nii.gz", ".nii", ".dcm")
-
-
-STEM_SUFFIXES = (".nii.gz", ".nii", ".dcm", ".dicom", ".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".gif")
+STEM_SUFFIXES = LABEL_SUFFIXES + (".dicom", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".gif")
 
 
 def _stem(path: Path) -> str:
