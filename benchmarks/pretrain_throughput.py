@@ -4,12 +4,14 @@ fraction of the fp32 matmul FLOP/s (4096², same process and threads) measured i
 
 Peer in the same loop: a stock MONAI MaskedAutoEncoderViT (same sizes, its default attention) trained the same way.
 FLOPs are counted with torch.utils.flop_counter.FlopCounterMode over a whole training step (forward + backward) of
-each model (the warm-up step). Medians over repeats.
+each model (the warm-up step). Medians over repeats; each repeat times the two models in alternating order (the
+first one after the matmul starts with cold caches), and a step shorter than 0.5 s is timed over several in a row.
 
 Usage: python benchmarks/pretrain_throughput.py [--repeats 5] [--repeats-base 2] [--batch-base 8]. One-line summary printed last.
 """
 
 import argparse
+import math
 import os
 import statistics
 import sys
@@ -71,17 +73,23 @@ def run_case(name, sizes, batch, repeats, a, b):
         with FlopCounterMode(display=False) as counter:
             step()
         flops[k] = counter.get_total_flops()
+    start = time.perf_counter()
+    for step in steps.values():
+        step()
+    inner = max(1, math.ceil(0.5 * len(steps) / (time.perf_counter() - start)))
     times = {"matmul": [], "ours": [], "monai": []}
-    for _ in range(repeats):
+    for r in range(repeats):
         times["matmul"].append(matmul_time(a, b))
-        for k, step in steps.items():
+        order = list(steps) if r % 2 == 0 else list(steps)[::-1]
+        for k in order:
             t = time.perf_counter()
-            step()
-            times[k].append(time.perf_counter() - t)
+            for _ in range(inner):
+                steps[k]()
+            times[k].append((time.perf_counter() - t) / inner)
     med = {k: statistics.median(v) for k, v in times.items()}
     peak = 2 * MATMUL_N**3 / med["matmul"]
     row = {"peak": peak}
-    print(f"{name}: img {img} batch {batch} repeats {repeats}; matmul {MATMUL_N}² fp32 {peak / 1e9:.1f} GFLOP/s")
+    print(f"{name}: img {img} batch {batch} repeats {repeats} x {inner} steps; matmul {MATMUL_N}² fp32 {peak / 1e9:.1f} GFLOP/s")
     for k in ("ours", "monai"):
         rate = flops[k] / med[k]
         row[k] = (batch / med[k], rate / peak)

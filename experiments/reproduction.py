@@ -1,12 +1,14 @@
 """Small-scale reproduction study of VasoMIM on real angiograms, run only through the two bundles' command lines.
 
 Arms: Frangi (threshold tuned on the training split), ViT-UNETR from scratch, MONAI BasicUNet from scratch, and the
-same ViT-UNETR fine-tuned from four pretrainings: MAE (random masking, no L_cons), VasoMIM (beta 0 -> 0.5 + L_cons)
-and the two single-component ablations (guidance only, L_cons only). Every training and evaluation step is a
+same ViT-UNETR fine-tuned from five pretrainings: MAE (random masking, no L_cons), VasoMIM (beta 0 -> 0.5 + L_cons),
+the two single-component ablations (guidance only, L_cons only) and beta 1 -> 1. The ``*_bar`` arms (``unet_bar``,
+``scratch_vit_bar``, ``vasomim_bar``) fine-tune the same model at the user's bar recipe (256², 80 epochs); the ViT
+ones reuse the 128² pretraining, with its position embeddings resized. Every training and evaluation step is a
 ``python -m monai.bundle run ...`` subprocess; a step is skipped when its ``done.json`` exists, so an interrupted
 study resumes where it stopped. The analysis part (tables, figures, representation metrics) loads the saved models.
 
-    python experiments/reproduction.py --scale cpu            # the study in docs/reproduction.md
+    python experiments/reproduction.py --scale cpu2 --arms ...  # the study in docs/reproduction.md (its commands)
     python experiments/reproduction.py --scale smoke          # a few minutes, checks the pipeline end to end
     python experiments/reproduction.py --scale cpu --analysis-only
 
@@ -58,12 +60,14 @@ PRETRAIN_ARMS = {
     "strong_to_weak": {"guided": True, "beta_0": 1.0, "beta_E": 1.0, "use_cons": True},
 }
 BAR = {"img_size": 256, "seg_epochs": 80}
-NOT_PRETRAINED = ("frangi", "unet", "unet_bar", "scratch_vit")
+NOT_PRETRAINED = ("frangi", "unet", "unet_bar", "scratch_vit", "scratch_vit_bar")
 FRANGI_CONFIGS = ["train.json", "evaluate.json", "evaluate_frangi.json"]
-SEG_ARMS = ["scratch_vit", "unet", "unet_bar", "mae", "vasomim", "guided_only", "cons_only", "strong_to_weak"]
+SEG_ARMS = ["scratch_vit", "unet", "unet_bar", "mae", "vasomim", "guided_only", "cons_only", "strong_to_weak",
+            "scratch_vit_bar", "vasomim_bar"]
 DEFAULT_ARMS = ["frangi", "unet", "scratch_vit", "mae", "vasomim", "guided_only", "cons_only"]
 LABELS = {"frangi": "Frangi (tuned threshold)", "unet": "BasicUNet scratch",
           "unet_bar": "BasicUNet scratch, 256², 80 ep", "scratch_vit": "ViT-UNETR scratch",
+          "scratch_vit_bar": "ViT-UNETR scratch, 256², 80 ep", "vasomim_bar": "VasoMIM, 256², 80 ep",
           "mae": "MAE", "vasomim": "VasoMIM", "guided_only": "guided masking only", "cons_only": "L_cons only",
           "strong_to_weak": "VasoMIM beta 1->1"}
 
@@ -144,6 +148,11 @@ def pretrain(arm: str, s: dict, runs: Path, data: Path, threads: int, log: Path,
     return run_step(step, bundle_cmd(PRE, "training", ["train.json", "preset_cpu.json"], ov), threads, log)
 
 
+def base_arm(arm: str) -> str:
+    """The arm whose model and pretraining a ``*_bar`` arm uses (the bar's recipe: BAR's input size and epochs)."""
+    return arm.removesuffix("_bar")
+
+
 def seg_overrides(arm: str, seed: int, s: dict, runs: Path, data: Path) -> tuple[list[str], dict]:
     """Config files and overrides for fine-tuning (or scratch training) arm ``arm`` with seed ``seed``."""
     out = runs / "seg" / arm / f"seed{seed}"
@@ -152,16 +161,16 @@ def seg_overrides(arm: str, seed: int, s: dict, runs: Path, data: Path) -> tuple
           "learning_rate": s["lr"], "num_workers": 0, "ckpt_dir": str(out / "models"),
           "output_dir": str(out / "train_log")}
     configs = ["train.json"]
-    if arm == "unet_bar":
+    if arm.endswith("_bar"):
         ov.update({"img_size": BAR["img_size"], "max_epochs": BAR["seg_epochs"]})
-    if arm in ("unet", "unet_bar"):
+    if base_arm(arm) == "unet":
         configs.append("unet.json")
     else:
         ov.update({k: v for k, v in vit_overrides(s).items() if k != "img_size"})
-        if arm == "scratch_vit":
+        if base_arm(arm) == "scratch_vit":
             ov["layer_decay"] = 1.0
         else:
-            ov["pretrained_ckpt"] = str(runs / "pretrain" / arm / "run" / "models" / "model.pt")
+            ov["pretrained_ckpt"] = str(runs / "pretrain" / base_arm(arm) / "run" / "models" / "model.pt")
     return configs, ov
 
 
@@ -281,7 +290,7 @@ def collect(arms: list[str], s: dict, runs: Path) -> list[dict]:
                          "pre_cpu_s": 0.0, "ft_cpu_s": [sum(json.loads(Path(p).read_text())["cpu_s"] for p in steps)]})
             continue
         row = {"arm": arm, "seeds": [], "dice": [], "cldice": [], "ft_cpu_s": [], "pre_cpu_s": 0.0}
-        pre_done = runs / "pretrain" / arm / "done.json"
+        pre_done = runs / "pretrain" / base_arm(arm) / "done.json"
         if pre_done.exists():
             row["pre_cpu_s"] = json.loads(pre_done.read_text())["cpu_s"]
         for seed in s["seeds"]:
@@ -439,14 +448,17 @@ def example_figure(rows: list[dict], s: dict, data: Path, runs: Path, path: Path
     arms = [r["arm"] for r in rows if r["arm"] != "frangi" and 0 in r["seeds"]]
     parser = seg_parser(s, data, "scratch_vit", runs)
     items = val_items(parser)[:n_images]
+    sized = {BAR["img_size"]: val_items(seg_parser(s, data, "unet_bar", runs))[:n_images]} if any(
+        a.endswith("_bar") for a in arms) else {}
     cols = ["image", "label"] + (["frangi"] if any(r["arm"] == "frangi" for r in rows) else []) + arms
     fig, axes = plt.subplots(n_images, len(cols), figsize=(1.8 * len(cols), 1.9 * n_images), squeeze=False)
     preds = {}
     for arm in arms:
         p = seg_parser(s, data, arm, runs)
         net = load_best(p, runs / "seg" / arm / "seed0" / "models" / "model.pt")
+        inputs = sized[BAR["img_size"]] if arm.endswith("_bar") else items
         with torch.no_grad():
-            preds[arm] = [(torch.sigmoid(net(it["image"][None].as_tensor())) > 0.5)[0, 0].float() for it in items]
+            preds[arm] = [(torch.sigmoid(net(it["image"][None].as_tensor())) > 0.5)[0, 0].float() for it in inputs]
     if "frangi" in cols:
         p = seg_parser(s, data, "scratch_vit", runs, extra=("evaluate_frangi.json",))
         p["frangi_threshold"] = json.loads((runs / "frangi" / "tuning.json").read_text())["best"]
@@ -542,10 +554,10 @@ def main() -> None:
         if "frangi" in args.arms:
             frangi(s, runs, data, args.threads, log)
         pre_arms = [a for a in ("vasomim", "mae", "guided_only", "cons_only", "strong_to_weak") if a in args.arms]
-        learned = [a for a in ("unet", "scratch_vit", "unet_bar") if a in args.arms] + pre_arms
+        bar = [a for a in SEG_ARMS if a.endswith("_bar") and a in args.arms]
+        learned = [a for a in ("unet", "scratch_vit") if a in args.arms] + pre_arms
         main_arms = [a for a in ("unet", "scratch_vit", "vasomim", "mae") if a in learned]
-        ablations = [a for a in learned if a not in main_arms and a != "unet_bar"]
-        bar = ["unet_bar"] if "unet_bar" in learned else []
+        ablations = [a for a in learned if a not in main_arms]
         first = s["seeds"][0]
         order = [(a, seed) for seed in s["seeds"] for a in main_arms]
         order += [(a, first) for a in ablations + bar]

@@ -56,6 +56,34 @@ def test_single_frame_dicom_matches_pydicom():
     assert np.isnan(meta["pixel_spacing"][0])
 
 
+@pytest.mark.parametrize("signed", [0, 1])
+@pytest.mark.parametrize("bits", [(8, 8), (16, 12), (16, 16), (32, 20)])
+@pytest.mark.parametrize("syntax", ["1.2.840.10008.1.2.1", "1.2.840.10008.1.2", "1.2.840.10008.1.2.2"])
+def test_native_frames_equal_pydicoms_decoder(tmp_path, signed, bits, syntax):
+    """Native data read by our own path (little endian) or by pydicom (big endian) equals pydicom's pixel_array,
+    including unused high bits that hold garbage (pydicom clears or sign-extends them)."""
+    allocated, stored = bits
+    rng = np.random.default_rng(allocated + stored + signed)
+    dtype = np.dtype(f"{'i' if signed else 'u'}{allocated // 8}")
+    arr = rng.integers(0, 2 ** min(allocated, 31) - 1, size=(3, 40, 30), dtype=np.int64).astype(dtype)
+    ds = pydicom.dcmread(DCA[0])
+    ds.update({"BitsAllocated": allocated, "BitsStored": stored, "HighBit": stored - 1,
+               "PixelRepresentation": signed, "NumberOfFrames": 3, "Rows": 40, "Columns": 30})
+    little = syntax != "1.2.840.10008.1.2.2"
+    ds.PixelData = arr.astype(dtype.newbyteorder("<" if little else ">")).tobytes()
+    ds["PixelData"].VR = "OB" if allocated == 8 else "OW"
+    ds.file_meta.TransferSyntaxUID = syntax
+    path = tmp_path / "native.dcm"
+    pydicom.filewriter.dcmwrite(path, ds, implicit_vr=syntax == "1.2.840.10008.1.2", little_endian=little,
+                                force_encoding=True)
+    ref = pydicom.dcmread(path).pixel_array
+    image = _dicom.open_dicom(path)
+    assert (_dicom.native_frames(image, [0]) is not None) == little
+    for index in range(3):
+        np.testing.assert_array_equal(_dicom.decode_frames(path, image, [index])[0], ref[index])
+        np.testing.assert_allclose(LoadAngiogram()(path, index)[0].numpy(), expected(ref[index]), atol=1e-6)
+
+
 @pytest.mark.parametrize("dtype", [np.uint8, np.uint16])
 @pytest.mark.parametrize("invert", [False, True])
 def test_normalise_of_unsigned_frames_equals_the_float32_formula(dtype, invert):

@@ -244,3 +244,20 @@ def test_vesselness_and_pseudo_mask_cached_once(scripts, tmp_path, monkeypatch):
     assert trainer.state.epoch == 3
     assert calls == {"frangi": 3, "pseudo": 3}, f"vesselness recomputed across epochs: {calls}"
     parser.get_parsed_content("train#tb_writer").close()
+
+
+def test_folded_segmentor_computes_the_same_function_and_input_gradient(scripts):
+    seg = segmentor()
+    seg.train()
+    for _ in range(3):
+        seg(torch.rand(4, 1, 64, 64) * 3 + 1)
+    folded = scripts["losses"].fold_batch_norm(seg.eval())
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in folded.modules())
+    assert sum(isinstance(m, torch.nn.BatchNorm2d) for m in seg.modules()) == 4
+    x = torch.rand(2, 1, 64, 64, requires_grad=True)
+    x2 = x.detach().clone().requires_grad_(True)
+    ref, ours = seg(x), folded(x2)
+    assert torch.allclose(ref, ours, atol=1e-5)
+    ref.square().sum().backward()
+    ours.square().sum().backward()
+    assert torch.allclose(x.grad, x2.grad, atol=1e-5, rtol=1e-4)

@@ -19,9 +19,10 @@ from typing import NamedTuple, Sequence
 import numpy as np
 import pydicom
 from pydicom.datadict import tag_for_keyword
+from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
 from pydicom.encaps import parse_basic_offsets, parse_fragments
-from pydicom.pixels import get_decoder
+from pydicom.pixels import apply_modality_lut, get_decoder
 from pydicom.pixels.utils import as_pixel_options
 from pydicom.uid import UID, ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian, JPEGBaseline8Bit
 
@@ -47,6 +48,7 @@ GREY = ("MONOCHROME1", "MONOCHROME2")
 COLOUR = ("RGB", "YBR_FULL", "YBR_FULL_422", "YBR_RCT", "YBR_ICT")
 LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
 MAX_FRAME_BYTES = 1 << 30
+WHOLE_FILE_BYTES = 32 << 20
 NO_SPACING = (float("nan"), float("nan"))
 PREFERRED_PLUGIN = {JPEGBaseline8Bit: "pillow"}
 TAGS = {
@@ -54,7 +56,8 @@ TAGS = {
     for keyword in (
         "MediaStorageSOPClassUID", "TransferSyntaxUID", "SOPClassUID", "SamplesPerPixel", "PhotometricInterpretation",
         "NumberOfFrames", "Rows", "Columns", "ImagerPixelSpacing", "PixelSpacing", "BitsAllocated", "RescaleSlope",
-        "ModalityLUTSequence", "ExtendedOffsetTable", "PixelData",
+        "ModalityLUTSequence", "ExtendedOffsetTable", "PixelData", "PixelRepresentation",
+        "BitsStored",
     )
 }
 INSTALL_HINT = {
@@ -78,10 +81,16 @@ def is_image_file(head: bytes) -> bool:
 def element_value(ds: Dataset, keyword: str, default=None):
     """`ds.get(keyword, default)` for a keyword of TAGS, looked up by tag (about 4 us less a call).
 
-    pydicom converts the raw element on first access, as for attribute access.
+    A single explicit-VR US value still in its raw bytes is read from them (about 5 us less); any other element is
+    converted by pydicom on first access, as for attribute access.
     """
     tag = TAGS[keyword]
-    return ds[tag].value if tag in ds else default
+    elem = ds.get_item(tag)
+    if elem is None:
+        return default
+    if elem.VR == "US" and isinstance(elem, RawDataElement) and elem.length == 2:
+        return int.from_bytes(elem.value, "little" if elem.is_little_endian else "big")
+    return ds[tag].value
 
 
 def _first_line(exc: BaseException) -> str:
@@ -100,8 +109,11 @@ def read_errors(path):
         raise AngiogramReadError(path, f"unreadable input ({_first_line(exc)[:300]})") from None
 
 
-def read_dataset(path, stop_before_pixels: bool = False) -> Dataset:
+def read_dataset(path, stop_before_pixels: bool = False, size: int | None = None) -> Dataset:
     """Parses a DICOM file (with or without the 128-byte preamble and file meta) into a pydicom Dataset.
+
+    A file of `size` <= WHOLE_FILE_BYTES is read in one call and parsed from memory (pydicom's many small reads are
+    then memory copies, not buffered file reads).
 
     Raises AngiogramReadError when the bytes are not a DICOM image header: unreadable, empty (pydicom 3 returns an
     empty dataset with only a warning for some truncated files), or lacking Rows/Columns.
@@ -109,7 +121,13 @@ def read_dataset(path, stop_before_pixels: bool = False) -> Dataset:
     with warnings.catch_warnings(record=True) as caught, quiet_pydicom():
         warnings.simplefilter("always")
         try:
-            ds = pydicom.dcmread(path, force=True, stop_before_pixels=stop_before_pixels)
+            whole = not stop_before_pixels and size is not None and size <= WHOLE_FILE_BYTES
+            with open(path, "rb") as f:
+                source = f
+                if whole:
+                    source = BytesIO(f.read())
+                    source.name = f.name
+                ds = pydicom.dcmread(source, force=True, stop_before_pixels=stop_before_pixels)
         except Exception as exc:
             raise AngiogramReadError(path, f"not a readable DICOM file ({_first_line(exc)})") from None
     if len(ds) == 0:
@@ -278,8 +296,8 @@ def ascii_value(ds: Dataset, tag: int) -> str:
     return "" if value is None else str(value)
 
 
-def _load_checked(path) -> DicomImage:
-    ds = read_dataset(path)
+def _load_checked(path, size: int | None = None) -> DicomImage:
+    ds = read_dataset(path, size=size)
     header = check_header(path, ds)
     check_pixel_data(path, ds, header)
     invert = lut_inverts(ds, header.photometric)
@@ -311,7 +329,7 @@ def open_dicom(path) -> DicomImage:
         if image is not None:
             _cache.move_to_end(key)
             return image
-    image = _load_checked(path)
+    image = _load_checked(path, st.st_size)
     if image.header.frames > 1 and time.time() - st.st_mtime > CACHE_MIN_AGE_S:
         with _cache_lock:
             _cache[key] = image
@@ -338,6 +356,30 @@ def _decoder(path, tsyntax: UID, plugin: str | None):
     return decoder, (first if first in decoder.available_plugins else "")
 
 
+def native_frames(image: DicomImage, indices: Sequence[int]) -> list[np.ndarray] | None:
+    """Frames `indices` of little-endian native greyscale pixel data as (Rows, Columns) arrays.
+
+    The same values as pydicom's native decoder (unused high bits cleared, or sign-extended when signed), without its
+    per-call option parsing; views of the stored bytes when BitsStored = BitsAllocated. None when the data are not of
+    that kind (big endian, 1-bit, colour, odd header values), so that pydicom decodes them.
+    """
+    ds, (rows, cols, spp, bits, _, frames, tsyntax) = image.ds, image.header
+    if tsyntax.is_encapsulated or not tsyntax.is_little_endian or spp != 1 or bits not in (8, 16, 32, 64):
+        return None
+    try:
+        signed = int(element_value(ds, "PixelRepresentation"))
+        stored = int(element_value(ds, "BitsStored"))
+    except Exception:
+        return None
+    if signed not in (0, 1) or not 0 < stored <= bits:
+        return None
+    dtype = np.dtype(f"<{'i' if signed else 'u'}{bits // 8}")
+    data, pixels, shift = element_value(ds, "PixelData"), rows * cols, bits - stored
+    arrays = [np.frombuffer(data, dtype, count=pixels, offset=i * pixels * dtype.itemsize).reshape(rows, cols)
+              for i in indices]
+    return [(arr << shift) >> shift for arr in arrays] if shift else arrays
+
+
 def decode_frames(path, image: DicomImage, indices: Sequence[int], plugin: str | None = None) -> list[np.ndarray]:
     """Decodes frames `indices` of a checked file; returns one array per frame, (Rows, Columns) or (Rows, Columns, 3).
 
@@ -347,6 +389,9 @@ def decode_frames(path, image: DicomImage, indices: Sequence[int], plugin: str |
     preferred plugin fails on is decoded again with pydicom's order.
     """
     ds, (rows, cols, *_, frames, tsyntax) = image.ds, image.header
+    arrays = native_frames(image, indices)
+    if arrays is not None:
+        return [apply_modality_lut(arr, ds) for arr in arrays] if image.has_modality_lut else arrays
     decoder, first = _decoder(path, tsyntax, plugin)
     index = None
     with warnings.catch_warnings(), quiet_pydicom():
@@ -378,8 +423,6 @@ def decode_frames(path, image: DicomImage, indices: Sequence[int], plugin: str |
         if arr.shape[:2] != (rows, cols):
             raise AngiogramReadError(path, f"decoded frame {i} is {arr.shape[:2]}, header says {rows} x {cols}")
     if image.has_modality_lut:
-        from pydicom.pixels import apply_modality_lut
-
         arrays = [apply_modality_lut(arr, ds) for arr in arrays]
     return arrays
 

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Sequence
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from torch.nn.modules.batchnorm import _BatchNorm
+from torch.nn.modules.conv import _ConvNd, _ConvTransposeNd
+from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 from .mae import patchify, unpatchify
 
@@ -78,11 +82,31 @@ def freeze(module: nn.Module) -> nn.Module:
     return module
 
 
+def fold_batch_norm(module: nn.Module) -> nn.Module:
+    """A frozen copy of `module` (eval mode) in which each BatchNorm directly after the convolution of a MONAI
+    `Convolution` block (ADN order starting with N) is folded into that convolution.
+
+    The copy computes the same function (up to float rounding) with no normalisation pass forward or backward, which
+    is about a third of S's step on CPU. Other modules are copied unchanged.
+    """
+    module = copy.deepcopy(module).eval()
+    for block in module.modules():
+        conv, adn = getattr(block, "conv", None), getattr(block, "adn", None)
+        if not isinstance(conv, _ConvNd) or not isinstance(adn, nn.Sequential) or len(adn) == 0:
+            continue
+        name, norm = next(iter(adn.named_children()))
+        if name == "N" and isinstance(norm, _BatchNorm) and norm.track_running_stats:
+            block.conv = fuse_conv_bn_eval(conv, norm, transpose=isinstance(conv, _ConvTransposeNd))
+            adn.N = nn.Identity()
+    return freeze(module)
+
+
 class VasoMIMLoss(nn.Module):
     """L = L_rec + lambda_cons * L_cons.
 
     Args:
-        segmentor: the vessel segmentor S (1 -> 1 channel logits); frozen here and kept in eval mode.
+        segmentor: the vessel segmentor S (1 -> 1 channel logits); frozen here and kept in eval mode. The loss runs a
+            copy with its BatchNorms folded (`fold_batch_norm`).
         patch_size: P of the MAE.
         lambda_cons: weight of L_cons (1 in the paper).
         use_cons: False for the "w/o L_cons" ablation (S is then not run).
@@ -97,7 +121,7 @@ class VasoMIMLoss(nn.Module):
         super().__init__()
         if use_cons and segmentor is None:
             raise ValueError("use_cons=True needs a segmentor")
-        self.segmentor = freeze(segmentor) if segmentor is not None else None
+        self.segmentor = fold_batch_norm(freeze(segmentor)) if segmentor is not None else None
         self.patch_size = int(patch_size[0] if isinstance(patch_size, Sequence) else patch_size)
         self.lambda_cons = float(lambda_cons)
         self.use_cons = bool(use_cons)
