@@ -363,7 +363,7 @@ def native_frames(image: DicomImage, indices: Sequence[int]) -> list[np.ndarray]
     per-call option parsing; views of the stored bytes when BitsStored = BitsAllocated. None when the data are not of
     that kind (big endian, 1-bit, colour, odd header values), so that pydicom decodes them.
     """
-    ds, (rows, cols, spp, bits, _, frames, tsyntax) = image.ds, image.header
+    ds, (rows, cols, spp, bits, _, _, tsyntax) = image.ds, image.header
     if tsyntax.is_encapsulated or not tsyntax.is_little_endian or spp != 1 or bits not in (8, 16, 32, 64):
         return None
     try:
