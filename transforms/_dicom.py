@@ -109,10 +109,10 @@ def read_errors(path):
         raise AngiogramReadError(path, f"unreadable input ({_first_line(exc)[:300]})") from None
 
 
-def read_dataset(path, stop_before_pixels: bool = False, size: int | None = None) -> Dataset:
+def read_dataset(path, stop_before_pixels: bool = False) -> Dataset:
     """Parses a DICOM file (with or without the 128-byte preamble and file meta) into a pydicom Dataset.
 
-    A file of `size` <= WHOLE_FILE_BYTES is read in one call and parsed from memory (pydicom's many small reads are
+    A file of at most WHOLE_FILE_BYTES is read in one call and parsed from memory (pydicom's many small reads are
     then memory copies, not buffered file reads).
 
     Raises AngiogramReadError when the bytes are not a DICOM image header: unreadable, empty (pydicom 3 returns an
@@ -121,10 +121,9 @@ def read_dataset(path, stop_before_pixels: bool = False, size: int | None = None
     with warnings.catch_warnings(record=True) as caught, quiet_pydicom():
         warnings.simplefilter("always")
         try:
-            whole = not stop_before_pixels and size is not None and size <= WHOLE_FILE_BYTES
             with open(path, "rb") as f:
                 source = f
-                if whole:
+                if not stop_before_pixels and os.fstat(f.fileno()).st_size <= WHOLE_FILE_BYTES:
                     source = BytesIO(f.read())
                     source.name = f.name
                 ds = pydicom.dcmread(source, force=True, stop_before_pixels=stop_before_pixels)
@@ -296,8 +295,8 @@ def ascii_value(ds: Dataset, tag: int) -> str:
     return "" if value is None else str(value)
 
 
-def _load_checked(path, size: int | None = None) -> DicomImage:
-    ds = read_dataset(path, size=size)
+def _load_checked(path) -> DicomImage:
+    ds = read_dataset(path)
     header = check_header(path, ds)
     check_pixel_data(path, ds, header)
     invert = lut_inverts(ds, header.photometric)
@@ -329,7 +328,7 @@ def open_dicom(path) -> DicomImage:
         if image is not None:
             _cache.move_to_end(key)
             return image
-    image = _load_checked(path, st.st_size)
+    image = _load_checked(path)
     if image.header.frames > 1 and time.time() - st.st_mtime > CACHE_MIN_AGE_S:
         with _cache_lock:
             _cache[key] = image
@@ -388,10 +387,17 @@ def decode_frames(path, image: DicomImage, indices: Sequence[int], plugin: str |
     Baseline (about 4x faster than pylibjpeg on 8-bit frames); "" means pydicom's plugin order. A frame that the
     preferred plugin fails on is decoded again with pydicom's order.
     """
-    ds, (rows, cols, *_, frames, tsyntax) = image.ds, image.header
     arrays = native_frames(image, indices)
-    if arrays is not None:
-        return [apply_modality_lut(arr, ds) for arr in arrays] if image.has_modality_lut else arrays
+    if arrays is None:
+        arrays = _pydicom_frames(path, image, indices, plugin)
+    if image.has_modality_lut:
+        arrays = [apply_modality_lut(arr, image.ds) for arr in arrays]
+    return arrays
+
+
+def _pydicom_frames(path, image: DicomImage, indices: Sequence[int], plugin: str | None) -> list[np.ndarray]:
+    """decode_frames' stored values through pydicom's decoder and plugins, with the decoded shapes checked."""
+    ds, (rows, cols, *_, frames, tsyntax) = image.ds, image.header
     decoder, first = _decoder(path, tsyntax, plugin)
     index = None
     with warnings.catch_warnings(), quiet_pydicom():
@@ -422,8 +428,6 @@ def decode_frames(path, image: DicomImage, indices: Sequence[int], plugin: str |
             raise AngiogramReadError(path, f"decoded frame {i} has unexpected shape {tuple(arr.shape)}")
         if arr.shape[:2] != (rows, cols):
             raise AngiogramReadError(path, f"decoded frame {i} is {arr.shape[:2]}, header says {rows} x {cols}")
-    if image.has_modality_lut:
-        arrays = [apply_modality_lut(arr, ds) for arr in arrays]
     return arrays
 
 
