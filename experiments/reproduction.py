@@ -60,7 +60,7 @@ PRETRAIN_ARMS = {
     "strong_to_weak": {"guided": True, "beta_0": 1.0, "beta_E": 1.0, "use_cons": True},
 }
 BAR = {"img_size": 256, "seg_epochs": 80}
-NOT_PRETRAINED = ("frangi", "unet", "unet_bar", "scratch_vit", "scratch_vit_bar")
+NOT_PRETRAINED = ("frangi", "unet", "scratch_vit")
 FRANGI_CONFIGS = ["train.json", "evaluate.json", "evaluate_frangi.json"]
 SEG_ARMS = ["scratch_vit", "unet", "unet_bar", "mae", "vasomim", "guided_only", "cons_only", "strong_to_weak",
             "scratch_vit_bar", "vasomim_bar"]
@@ -389,7 +389,7 @@ def bar_figure(rows: list[dict], path: Path) -> None:
     for ax, key, title in ((axes[0], "dice", "DSC (%)"), (axes[1], "cldice", "clDice (%)")):
         means = [100 * mean_sd(r[key])[0] for r in rows]
         sds = [100 * mean_sd(r[key])[1] for r in rows]
-        colours = ["0.6" if r["arm"] in NOT_PRETRAINED else "tab:blue" for r in rows]
+        colours = ["0.6" if base_arm(r["arm"]) in NOT_PRETRAINED else "tab:blue" for r in rows]
         ax.bar(x, means, yerr=sds, capsize=4, color=colours)
         for i, r in enumerate(rows):
             ax.scatter([i] * len(r[key]), [100 * v for v in r[key]], color="k", s=10, zorder=3)
@@ -448,15 +448,15 @@ def example_figure(rows: list[dict], s: dict, data: Path, runs: Path, path: Path
     arms = [r["arm"] for r in rows if r["arm"] != "frangi" and 0 in r["seeds"]]
     parser = seg_parser(s, data, "scratch_vit", runs)
     items = val_items(parser)[:n_images]
-    sized = {BAR["img_size"]: val_items(seg_parser(s, data, "unet_bar", runs))[:n_images]} if any(
-        a.endswith("_bar") for a in arms) else {}
+    bar_items = val_items(seg_parser(s, data, "unet_bar", runs))[:n_images] if any(
+        a.endswith("_bar") for a in arms) else []
     cols = ["image", "label"] + (["frangi"] if any(r["arm"] == "frangi" for r in rows) else []) + arms
     fig, axes = plt.subplots(n_images, len(cols), figsize=(1.8 * len(cols), 1.9 * n_images), squeeze=False)
     preds = {}
     for arm in arms:
         p = seg_parser(s, data, arm, runs)
         net = load_best(p, runs / "seg" / arm / "seed0" / "models" / "model.pt")
-        inputs = sized[BAR["img_size"]] if arm.endswith("_bar") else items
+        inputs = bar_items if arm.endswith("_bar") else items
         with torch.no_grad():
             preds[arm] = [(torch.sigmoid(net(it["image"][None].as_tensor())) > 0.5)[0, 0].float() for it in inputs]
     if "frangi" in cols:
