@@ -246,17 +246,24 @@ def test_vesselness_and_pseudo_mask_cached_once(scripts, tmp_path, monkeypatch):
     parser.get_parsed_content("train#tb_writer").close()
 
 
-def test_folded_segmentor_computes_the_same_function_and_input_gradient(scripts):
+def test_fast_segmentor_copy_computes_the_same_function_and_input_gradient(scripts):
     seg = segmentor()
     seg.train()
     for _ in range(3):
         seg(torch.rand(4, 1, 64, 64) * 3 + 1)
-    folded = scripts["losses"].fold_batch_norm(seg.eval())
-    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in folded.modules())
+    prelus = [m for m in seg.modules() if isinstance(m, torch.nn.PReLU)]
+    assert len(prelus) == 4
+    with torch.no_grad():
+        for m, slope in zip(prelus, (0.1, -0.3, 0.7, 1.5)):
+            m.weight.fill_(slope)
+    fast = scripts["losses"].fast_frozen_copy(seg.eval())
+    assert not any(isinstance(m, (torch.nn.BatchNorm2d, torch.nn.PReLU)) for m in fast.modules())
     assert sum(isinstance(m, torch.nn.BatchNorm2d) for m in seg.modules()) == 4
+    assert [m.negative_slope for m in fast.modules() if isinstance(m, torch.nn.LeakyReLU)] == pytest.approx(
+        [0.1, -0.3, 0.7, 1.5])
     x = torch.rand(2, 1, 64, 64, requires_grad=True)
     x2 = x.detach().clone().requires_grad_(True)
-    ref, ours = seg(x), folded(x2)
+    ref, ours = seg(x), fast(x2)
     assert torch.allclose(ref, ours, atol=1e-5)
     ref.square().sum().backward()
     ours.square().sum().backward()
