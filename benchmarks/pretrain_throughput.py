@@ -28,31 +28,18 @@ from pathlib import Path
 import torch
 from monai.bundle import ConfigParser
 from monai.networks.nets import MaskedAutoEncoderViT
-from torch.utils.flop_counter import FlopCounterMode, sdpa_flop_count
+from torch.utils.flop_counter import FlopCounterMode
 
 BUNDLE = Path(__file__).resolve().parents[1] / "bundles" / "vasomim_pretrain"
 sys.path.insert(0, str(BUNDLE))
 from scripts import mae as mae_lib  # noqa: E402
 from scripts.losses import forward_loss  # noqa: E402
+from _flops import CPU_SDPA_FLOPS
 from _threads import add_threads_option, apply_threads
 
 MODEL_KEYS = ("img_size", "patch_size", "hidden_size", "mlp_dim", "num_layers", "num_heads", "decoder_hidden_size",
               "decoder_mlp_dim", "decoder_num_layers", "decoder_num_heads")
 MATMUL_SIZES = (1024, 2048, 4096)
-
-
-def _sdpa_forward_flops(query_shape, key_shape, value_shape, *args, **kwargs) -> int:
-    return sdpa_flop_count(query_shape, key_shape, value_shape)
-
-
-def _sdpa_backward_flops(grad_out_shape, query_shape, key_shape, value_shape, *args, **kwargs) -> int:
-    return 2 * sdpa_flop_count(query_shape, key_shape, value_shape)
-
-
-CPU_SDPA_FLOPS = {
-    torch.ops.aten._scaled_dot_product_flash_attention_for_cpu: _sdpa_forward_flops,
-    torch.ops.aten._scaled_dot_product_flash_attention_for_cpu_backward: _sdpa_backward_flops,
-}
 
 
 def cpu_preset():

@@ -1,6 +1,7 @@
 """vasomim_pretrain bundle code in-process: GuidedMAE masks, losses, beta schedule, encoder export, caching."""
 
 import importlib
+import importlib.util
 import shutil
 import sys
 from pathlib import Path
@@ -268,3 +269,23 @@ def test_fast_segmentor_copy_computes_the_same_function_and_input_gradient(scrip
     ref.square().sum().backward()
     ours.square().sum().backward()
     assert torch.allclose(x.grad, x2.grad, atol=1e-5, rtol=1e-4)
+
+
+def test_benchmark_flop_count_includes_cpu_flash_attention(scripts):
+    from torch.utils.flop_counter import FlopCounterMode
+
+    spec = importlib.util.spec_from_file_location("bench_flops", REPO / "benchmarks" / "_flops.py")
+    flops = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(flops)
+    x = torch.rand(2, 1, 64, 64)
+    counts = {}
+    for name, net in (("ours", tiny_mae(scripts)),
+                      ("monai", MaskedAutoEncoderViT(in_channels=1, spatial_dims=2, qkv_bias=True, **TINY))):
+        for mapping in (None, flops.CPU_SDPA_FLOPS):
+            torch.manual_seed(0)
+            with FlopCounterMode(display=False, custom_mapping=mapping) as counter:
+                pred, mask = net(x)
+                scripts["losses"].forward_loss(x, pred, mask, 16).backward()
+            counts[name, mapping is not None] = counter.get_total_flops()
+    assert counts["ours", False] < counts["monai", False], "torch now counts the CPU flash kernel; drop _flops.py"
+    assert counts["ours", True] == counts["monai", True] == counts["monai", False]
