@@ -79,9 +79,11 @@ def bundle_copy(tmp_path: Path) -> Path:
 
 
 def monai_bundle(args: list[str], cwd: Path, overrides: dict | None = None, timeout: int = 600,
-                 check: bool = True) -> subprocess.CompletedProcess:
-    """Runs ``python -m monai.bundle <args> --<id> <json value> ...`` in ``cwd``; returns the completed process."""
-    cmd = [sys.executable, "-m", "monai.bundle", *args]
+                 check: bool = True, nproc: int = 0) -> subprocess.CompletedProcess:
+    """Runs ``python -m monai.bundle <args> --<id> <json value> ...`` in ``cwd`` (under ``torch.distributed.run``
+    with ``nproc`` processes when nproc > 0); returns the completed process."""
+    launcher = ["-m", "torch.distributed.run", f"--nproc_per_node={nproc}"] if nproc else []
+    cmd = [sys.executable, *launcher, "-m", "monai.bundle", *args]
     for key, value in (overrides or {}).items():
         cmd += [f"--{key}", repr(value) if not isinstance(value, str) else value]
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}

@@ -192,6 +192,23 @@ def test_train_from_scratch_from_repo_root(tmp_path, small_dca_dir):
     assert len(metric_values(log, "val_mean_dice")) == 1
 
 
+def test_multi_gpu_config_under_torchrun_gloo_stops_every_rank_early(tmp_path, tiny_pretrain_ckpt, small_dca_dir):
+    """Two CPU ranks (gloo), run from outside the repository. With lr 0 the validation Dice cannot improve, so early
+    stopping (patience 1) ends the run after epoch 2 of 4; a rank left training would fail on a closed peer."""
+    configs = str([TRAIN, str(CONFIGS / "multi_gpu_train.json")])
+    proc = monai_bundle(["run", "training", "--config_file", configs, "--meta_file", META, "--logging_file", LOGGING],
+                        cwd=tmp_path, nproc=2, timeout=300,
+                        overrides={**TINY_TRAIN, "val_fraction": 0.5, "batch_size": 1, "max_epochs": 4,
+                                   "learning_rate": 0.0, "early_stop_patience": 1,
+                                   "dataset_dir": str(small_dca_dir), "pretrained_ckpt": str(tiny_pretrain_ckpt),
+                                   "ckpt_dir": str(tmp_path / "models"), "output_dir": str(tmp_path / "eval")})
+    log = proc.stdout + proc.stderr
+    assert "EarlyStopping: Stop training" in log
+    assert len(metric_values(log, "val_mean_dice")) == 2, "validation must run on epochs 1 and 2 only"
+    state = torch.load(tmp_path / "models" / "model.pt", weights_only=True)
+    assert state and not any(k.startswith("module.") for k in state)
+
+
 def read_csv(path):
     with open(path) as f:
         return list(csv.reader(f))
