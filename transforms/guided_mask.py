@@ -52,12 +52,13 @@ def patch_distribution(vessel_map, patch_size: int) -> np.ndarray:
         f: (L,) float64, L = (D1/P)(D2/P), patch i = rows [r*P, (r+1)*P) x cols [c*P, (c+1)*P) of (D1, D2) with
         r = i // (D2/P), c = i % (D2/P); f sums to 1, or is all zero when the map is empty.
     """
-    m = convert_to_numpy(vessel_map, dtype=np.float64)
+    m = convert_to_numpy(vessel_map)
     m = m.reshape(m.shape[-2:])
     d1, d2 = m.shape
     if d1 % patch_size or d2 % patch_size:
         raise ValueError(f"image size {(d1, d2)} is not a multiple of patch_size {patch_size}")
-    per_patch = m.reshape(d1 // patch_size, patch_size, d2 // patch_size, patch_size).sum(axis=(1, 3)).ravel()
+    per_patch = m.reshape(d1 // patch_size, patch_size, d2 // patch_size, patch_size).sum(axis=(1, 3), dtype=np.float64)
+    per_patch = per_patch.ravel()
     total = per_patch.sum()
     return per_patch / total if total > 0 else np.zeros_like(per_patch)
 
@@ -107,7 +108,9 @@ class AnatomyGuidedMask(Randomizable, Transform):
         n_mask = num_masked(num_patches, self.mask_ratio)
         k = min(int(n_mask * self.current_beta()), int((f > 0).sum()))
         guided = self.R.choice(num_patches, size=k, replace=False, p=f) if k > 0 else np.empty(0, dtype=np.int64)
-        rest = np.setdiff1d(np.arange(num_patches), guided)
+        free = np.ones(num_patches, dtype=bool)
+        free[guided] = False
+        rest = np.flatnonzero(free)
         uniform = self.R.choice(rest, size=n_mask - k, replace=False)
         self._masked = np.concatenate([guided, uniform]).astype(np.int64)
 
@@ -118,15 +121,16 @@ class AnatomyGuidedMask(Randomizable, Transform):
         num_patches = f.shape[0]
         mask = np.zeros(num_patches, dtype=np.float32)
         mask[self._masked] = 1.0
-        ids_keep = np.flatnonzero(mask == 0).astype(np.int64)
-        ids_shuffle = np.concatenate([ids_keep, np.flatnonzero(mask == 1)])
-        ids_restore = np.argsort(ids_shuffle, kind="stable").astype(np.int64)
+        ids_keep = np.flatnonzero(mask == 0)
+        ids_shuffle = np.concatenate([ids_keep, np.flatnonzero(mask)])
+        ids_restore = np.empty(num_patches, dtype=np.int64)
+        ids_restore[ids_shuffle] = np.arange(num_patches)
         return torch.from_numpy(mask), torch.from_numpy(ids_keep), torch.from_numpy(ids_restore)
 
     def _guidance_map(self, vessel_mask, soft):
-        m = convert_to_numpy(vessel_mask, dtype=np.float64)
+        m = convert_to_numpy(vessel_mask)
         if self.guidance == "mask":
-            return (m > 0).astype(np.float64)
+            return m > 0
         if soft is None:
             raise ValueError('guidance="mixed" needs a soft map (same shape as the pseudo-mask, values in [0, 1])')
         s = convert_to_numpy(soft, dtype=np.float64)
