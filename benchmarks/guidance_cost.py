@@ -4,9 +4,7 @@ optimizer (fused AdamW, as the bundle), measured interleaved in the same run, me
 
 S is the bundle's segmentor built from configs/train.json (+ preset_cpu.json for the CPU case). Its share is timed
 on its own (same inputs) in the same loop, as the loss runs it (`fast_frozen_copy`: BatchNorms folded, PReLU as
-LeakyReLU) and as trained.
-Cases: the bundle CPU preset (128², its batch) and the paper's ViT-B/16
-at 224².
+LeakyReLU) and as trained. Cases: the bundle CPU preset (128², its batch) and the paper's ViT-B/16 at 224².
 
 Usage: python benchmarks/guidance_cost.py [--repeats 15] [--repeats-base 2] [--batch-base 4]. Goal: ratio <= 1.15x. Summary printed last.
 """

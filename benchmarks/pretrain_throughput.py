@@ -40,6 +40,7 @@ from _threads import add_threads_option, apply_threads
 MODEL_KEYS = ("img_size", "patch_size", "hidden_size", "mlp_dim", "num_layers", "num_heads", "decoder_hidden_size",
               "decoder_mlp_dim", "decoder_num_layers", "decoder_num_heads")
 MATMUL_SIZES = (1024, 2048, 4096)
+MATMUL_SECONDS, NOMINAL_FLOPS = 0.3, 200e9  # time per size, at a rate used only to size the loop
 
 
 def cpu_preset():
@@ -49,10 +50,11 @@ def cpu_preset():
 
 
 def matmul_rate(mats) -> float:
-    """Best fp32 matmul FLOP/s over the square pairs in `mats` ({n: (A, B)}), each size timed over about 0.3 s."""
+    """Best fp32 matmul FLOP/s over the square pairs in `mats` ({n: (A, B)}), each size timed over about
+    MATMUL_SECONDS."""
     best = 0.0
     for n, (a, b) in mats.items():
-        calls = max(1, round(0.3 * 200e9 / (2 * n**3)))
+        calls = max(1, round(MATMUL_SECONDS * NOMINAL_FLOPS / (2 * n**3)))
         t = time.perf_counter()
         for _ in range(calls):
             a @ b
@@ -142,7 +144,9 @@ def run_case(name, sizes, batch, repeats, mats):
     med = {k: statistics.median(v) for k, v in times.items()}
     peak = statistics.median(matmul_rates)
     row = {"peak": peak}
-    print(f"{name}: img {img} batch {batch} repeats {repeats} x {inner} steps; matmul fp32 (best of {', '.join(f'{n}²' for n in MATMUL_SIZES)}) {peak / 1e9:.1f} GFLOP/s")
+    sizes_text = ", ".join(f"{n}²" for n in MATMUL_SIZES)
+    print(f"{name}: img {img} batch {batch} repeats {repeats} x {inner} steps; "
+          f"matmul fp32 (best of {sizes_text}) {peak / 1e9:.1f} GFLOP/s")
     for k in ("ours", "monai"):
         rate = flops[k] / med[k]
         row[k] = (batch / med[k], rate / peak)

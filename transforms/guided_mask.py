@@ -57,8 +57,8 @@ def patch_distribution(vessel_map, patch_size: int) -> np.ndarray:
     d1, d2 = m.shape
     if d1 % patch_size or d2 % patch_size:
         raise ValueError(f"image size {(d1, d2)} is not a multiple of patch_size {patch_size}")
-    per_patch = m.reshape(d1 // patch_size, patch_size, d2 // patch_size, patch_size).sum(axis=(1, 3), dtype=np.float64)
-    per_patch = per_patch.ravel()
+    patches = m.reshape(d1 // patch_size, patch_size, d2 // patch_size, patch_size)
+    per_patch = patches.sum(axis=(1, 3), dtype=np.float64).ravel()
     total = per_patch.sum()
     return per_patch / total if total > 0 else np.zeros_like(per_patch)
 
