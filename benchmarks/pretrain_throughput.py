@@ -16,7 +16,8 @@ first one after the matmul starts with cold caches), and a step shorter than 0.5
 
 A reading counts only if the reference is at least as fast as the model's own GEMMs: when the profiled GEMMs run
 faster than the reference (by more than GEMM_SLACK), the ratio line says the reading is not valid instead of met. This
-happened with --threads 1, where the square products ran at 95 GFLOP/s and the model's GEMMs at 1.2 times that.
+happened in a --threads 1 run that overlapped another process: the square products ran at 95 GFLOP/s, the model's
+GEMMs at 1.2 times that, and the step read 0.98 (0.75 in a run alone).
 
 Usage: python benchmarks/pretrain_throughput.py [--repeats 5] [--repeats-base 3] [--batch-base 8]. One-line summary printed last.
 """
@@ -105,8 +106,9 @@ def breakdown(step, flop_counts, step_time, peak) -> float:
     shares = {k: v / total for k, v in shares.items()}
     kind_flops = {"gemm": 0, "attention": 0}
     for op, n in flop_counts.items():
-        if op_kind(str(op)) in kind_flops:
-            kind_flops[op_kind(str(op))] += n
+        kind = op_kind(str(op))
+        if kind in kind_flops:
+            kind_flops[kind] += n
     rates = {k: kind_flops[k] / (shares[k] * step_time) / peak for k in kind_flops if shares[k] > 0}
     bound = sum(kind_flops.values()) / ((shares["gemm"] + shares["attention"]) * step_time) / peak
     print(f"  our step, one profiled (profiler overhead inflates small ops): GEMMs {shares['gemm']:.0%} of the time at "
