@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import DCA, TINY_NET, TINY_TRAIN, XA_CINE, bundle_copy, seg_module
+from conftest import DCA, TINY_NET, TINY_TRAIN, XA_CINE, bundle_copy, seg_module, tiny_seg_net
 
 
 def _torchvision_stand_in():
@@ -61,7 +61,7 @@ def tiny_bundle(tmp_path_factory, tiny_pretrain_ckpt):
     meta_path.write_text(json.dumps(meta, indent=2))
     network = seg_module("network")
     torch.manual_seed(0)
-    torch.save(network.VesselUNETR(**{**TINY_NET, "img_size": [64, 64]}).state_dict(), bundle / "models" / "model.pt")
+    torch.save(tiny_seg_net().state_dict(), bundle / "models" / "model.pt")
     return bundle
 
 

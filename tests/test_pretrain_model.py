@@ -26,7 +26,7 @@ def scripts():
         del sys.modules[k]
     sys.path.insert(0, str(BUNDLE))
     mods = {name: importlib.import_module(f"scripts.{name}") for name in
-            ("mae", "losses", "beta", "export", "checkpoints")}
+            ("mae", "losses", "beta", "export", "checkpoints", "soft_guidance")}
     yield mods
     sys.path.remove(str(BUNDLE))
     for k in [k for k in sys.modules if k == "scripts" or k.startswith("scripts.")]:
@@ -153,6 +153,23 @@ def test_loss_shares_patch_statistics_and_builds_no_graph_for_s_of_image(scripts
     assert torch.allclose(out["loss_rec"], scripts["losses"].forward_loss(x, pred, mask, 16), atol=1e-6)
     assert out["seg_img"].grad_fn is None and out["seg_recon"].grad_fn is not None
     assert not any(p.requires_grad for p in seg.parameters()) and not seg.training
+
+
+def test_soft_map_from_the_data_pipeline_gives_the_same_consistency_loss(scripts):
+    """The "mixed" guidance computes sigmoid(S(I)) in the data pipeline; handed to the loss, it replaces the loss's
+    own S(I) pass with the same value and the same gradient into the reconstruction."""
+    net, seg = tiny_mae(scripts), segmentor()
+    loss = scripts["losses"].VasoMIMLoss(seg, 16)
+    x = torch.rand(2, 1, 64, 64)
+    pred, mask = net(x)
+    soft = torch.stack([scripts["soft_guidance"].SegmentorProbability(seg)(i) for i in x])
+    own = loss(x, pred, mask)
+    given = loss(x, pred, mask, soft)
+    torch.testing.assert_close(given["loss_cons"], own["loss_cons"], rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(torch.sigmoid(given["seg_img"]), torch.sigmoid(own["seg_img"]), rtol=1e-4, atol=1e-5)
+    g_own = torch.autograd.grad(own["loss_cons"], pred, retain_graph=True)[0]
+    g_given = torch.autograd.grad(given["loss_cons"], pred)[0]
+    torch.testing.assert_close(g_given, g_own, rtol=1e-4, atol=1e-7)
 
 
 def test_reconstruction_uses_each_patch_own_statistics(scripts):
