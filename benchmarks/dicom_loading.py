@@ -80,7 +80,8 @@ def main() -> None:
         print(f"{name}: loader {ours * 1e3:.1f} ms, raw pydicom {raw * 1e3:.1f} ms, ratio {ours / raw:.2f}x")
     pillow = cine["raw pillow"]
     print(f"cine vs raw pydicom forced to Pillow ({pillow * 1e3:.1f} ms, same run): "
-          + ", ".join(f"{k} {cine[k] / pillow:.2f}x" for k in ("one call", "per-frame datalist", "per-frame, no cache")))
+          + ", ".join(f"{k} {cine[k] / pillow:.2f}x"
+                      for k in ("one call", "per-frame datalist", "per-frame, no cache")))
     worst = max(ours / raw for ours, raw in rows.values())
     print(f"SUMMARY loader/raw pydicom ratio: worst {worst:.2f}x (goal <= 1.25x) "
           + ", ".join(f"{k} {o / r:.2f}x" for k, (o, r) in rows.items())

@@ -6,7 +6,8 @@ S is the bundle's segmentor built from configs/train.json (+ preset_cpu.json for
 on its own (same inputs) in the same loop, as the loss runs it (`fast_frozen_copy`: BatchNorms folded, PReLU as
 LeakyReLU) and as trained. Cases: the bundle CPU preset (128², its batch) and the paper's ViT-B/16 at 224².
 
-Usage: python benchmarks/guidance_cost.py [--repeats 15] [--repeats-base 2] [--batch-base 4]. Goal: ratio <= 1.15x. Summary printed last.
+Usage: python benchmarks/guidance_cost.py [--repeats 15] [--repeats-base 2] [--batch-base 4].
+Goal: ratio <= 1.15x. Summary printed last.
 """
 
 import argparse
@@ -23,9 +24,9 @@ BUNDLE = Path(__file__).resolve().parents[1] / "bundles" / "vasomim_pretrain"
 sys.path.insert(0, str(BUNDLE))
 from scripts import mae as mae_lib  # noqa: E402
 from scripts.losses import VasoMIMLoss, consistency_loss, freeze  # noqa: E402
-
 from transforms import AnatomyGuidedMask  # noqa: E402
-from _threads import add_threads_option, apply_threads
+
+from _threads import add_threads_option, apply_threads  # noqa: E402
 
 MODEL_KEYS = ("img_size", "patch_size", "hidden_size", "mlp_dim", "num_layers", "num_heads", "decoder_hidden_size",
               "decoder_mlp_dim", "decoder_num_layers", "decoder_num_heads")
@@ -96,7 +97,8 @@ def run_case(name, sizes, batch, seg, repeats):
     print(f"  S (fwd I, fwd+bwd I'): {med['S'] * 1e3:6.1f} ms = {med['S'] / med['guided']:.0%} of the guided step")
     print(f"  S as trained (not the fast copy): {med['S as trained'] * 1e3:6.1f} ms; fast copy/as trained "
           f"{med['S'] / med['S as trained']:.2f}x")
-    print(f"  guided masking  : {med['masking'] * 1e3:8.1f} ms = {med['masking'] / med['guided']:.0%} of the guided step")
+    print(f"  guided masking  : {med['masking'] * 1e3:8.1f} ms = "
+          f"{med['masking'] / med['guided']:.0%} of the guided step")
     print(f"  ratio line {name}: guided/plain = {ratio:.2f}x ({'met' if ratio <= 1.15 else 'NOT met'} <= 1.15x)")
     return ratio, med["S"] / med["guided"]
 

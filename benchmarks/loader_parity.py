@@ -26,11 +26,12 @@ import importlib
 import math
 import os
 import random
+import statistics
 import subprocess
 import sys
-import statistics
 import tempfile
 import time
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -134,7 +135,7 @@ def generated(tmp: Path, mutations: int) -> list[Path]:
     ds.NumberOfFrames = 0
     out.append(_save(ds, tmp / "bad_frames.dcm", enforce_file_format=True))
     Image.fromarray(rgb).save(tmp / "rgb.png")
-    Image.fromarray((dca[0].astype(np.uint16) * 257)).save(tmp / "u16.png")
+    Image.fromarray(dca[0].astype(np.uint16) * 257).save(tmp / "u16.png")
     Image.fromarray(dca[0]).convert("P").save(tmp / "palette.png")
     Image.fromarray(np.full((32, 32), 5, np.uint8)).save(tmp / "constant.png")
     pages = [Image.fromarray(f) for f in cine4[:, :128, :128]]
@@ -262,7 +263,7 @@ def main() -> None:
         differences = []
         for p in files:
             for name in old_calls:
-                a, b = outcome(lambda: old_calls[name](p)), outcome(lambda: new_calls[name](p))
+                a, b = outcome(partial(old_calls[name], p)), outcome(partial(new_calls[name], p))
                 compared += 1
                 errors += a[0] == "error"
                 if a[0] == "error" and b[0] == "error" and a[1] == "AngiogramReadError" and b[1] == a[1]:

@@ -134,7 +134,8 @@ def test_monochrome1_copy_loads_equal_to_original(tmp_path):
 
 def test_negative_rescale_slope_flips_like_monochrome1(tmp_path):
     m2 = native_copy(CINE, tmp_path / "m2.dcm", frames=[5])
-    neg = native_copy(CINE, tmp_path / "neg.dcm", frames=[5], pixels=lambda a: 255 - a, RescaleSlope=-1, RescaleIntercept=255)
+    neg = native_copy(CINE, tmp_path / "neg.dcm", frames=[5], pixels=lambda a: 255 - a, RescaleSlope=-1,
+                      RescaleIntercept=255)
     assert torch.equal(LoadAngiogram()(m2), LoadAngiogram()(neg))
 
 
@@ -161,7 +162,8 @@ def test_png_matches_monai_pil_reader(tmp_path):
     ours = LoadAngiogram()(tmp_path / "x.png")
     monai = LoadImage(image_only=True, reader="PILReader", ensure_channel_first=True)(tmp_path / "x.png")
     assert ours.shape == monai.shape
-    np.testing.assert_allclose(ours.numpy(), (monai - monai.min()).numpy() / float(monai.max() - monai.min()), atol=1e-6)
+    reference = (monai - monai.min()).numpy() / float(monai.max() - monai.min())
+    np.testing.assert_allclose(ours.numpy(), reference, atol=1e-6)
 
 
 def test_pixel_spacing_prefers_imager_pixel_spacing(tmp_path):
@@ -175,7 +177,8 @@ def test_pixel_spacing_prefers_imager_pixel_spacing(tmp_path):
 
 def test_frame_policy_all_reads_headers_only(monkeypatch):
     calls = []
-    monkeypatch.setattr(decode, "decode_frames", lambda *a, **k: calls.append(a) or (_ for _ in ()).throw(AssertionError))
+    monkeypatch.setattr(decode, "decode_frames",
+                        lambda *a, **k: calls.append(a) or (_ for _ in ()).throw(AssertionError))
     monkeypatch.setattr(decode, "get_decoder", lambda *a, **k: calls.append(a))
     datalist = list_angiogram_frames(ROOT)
     cine = [d for d in datalist if d["image"].endswith(CINE.name)]

@@ -51,7 +51,8 @@ def tiny_bundle(tmp_path_factory, tiny_pretrain_ckpt):
         config = json.loads(path.read_text())
         config.update(TINY_NET)
         if name == "train.json":
-            config.update({k: TINY_TRAIN[k] for k in ("num_workers", "batch_size")}, pretrained_ckpt=str(tiny_pretrain_ckpt))
+            config.update({k: TINY_TRAIN[k] for k in ("num_workers", "batch_size")},
+                          pretrained_ckpt=str(tiny_pretrain_ckpt))
         path.write_text(json.dumps(config, indent=2))
     meta_path = bundle / "configs" / "metadata.json"
     meta = json.loads(meta_path.read_text())

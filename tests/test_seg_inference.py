@@ -39,7 +39,8 @@ def seg_frames(seg: pydicom.Dataset) -> list[tuple[str, int | None]]:
     refs = []
     for item in seg.PerFrameFunctionalGroupsSequence:
         src = item.DerivationImageSequence[0].SourceImageSequence[0]
-        refs.append((src.ReferencedSOPInstanceUID, int(src.ReferencedFrameNumber) if "ReferencedFrameNumber" in src else None))
+        frame = int(src.ReferencedFrameNumber) if "ReferencedFrameNumber" in src else None
+        refs.append((src.ReferencedSOPInstanceUID, frame))
     return refs
 
 

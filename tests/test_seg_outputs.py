@@ -6,6 +6,7 @@ from __future__ import annotations
 import shutil
 
 import torch
+
 from conftest import SEG_BUNDLE, TINY_NET, TINY_TRAIN, monai_bundle, seg_module
 
 CONFIGS = SEG_BUNDLE / "configs"

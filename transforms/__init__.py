@@ -1,4 +1,4 @@
-"""MONAI dictionary transforms shared by the VasoMIM bundles: angiogram loading, vesselness, pseudo-mask, guided masking."""
+"""MONAI transforms shared by the VasoMIM bundles: angiogram loading, vesselness, pseudo-mask, guided masking."""
 
 from .dataset_check import build_datalist, check_angiogram_file, inspect_angiogram_file
 from .errors import AngiogramReadError

@@ -75,7 +75,8 @@ def _axis_plan(n: int, sigma: float, mode: str, block: int, device: torch.device
     """Cached (radius, (DD, GD, GG, DG) strips, the same strips transposed) for one axis length, scale, mode, block,
     device and dtype."""
     radius = _axis_radius(n, sigma, mode)
-    strips = [torch.as_tensor(_strips(m, radius, block), dtype=dtype, device=device) for m in _axis_matrices(n, sigma, mode)]
+    strips = [torch.as_tensor(_strips(m, radius, block), dtype=dtype, device=device)
+              for m in _axis_matrices(n, sigma, mode)]
     return radius, tuple(strips), tuple(s.transpose(1, 2).contiguous() for s in strips)
 
 
@@ -120,12 +121,13 @@ class Hessians:
         self.xp = torch.zeros((self.rows_out + 2 * self.pad_r, batch, self.cols_out + 2 * self.pad_c), dtype=dtype,
                               device=device)
         if reuse:
-            self.y = torch.empty((self.rows_out // r_block, r_block, batch * self.xp.shape[2]), dtype=dtype, device=device)
+            self.y = torch.empty((self.rows_out // r_block, r_block, batch * self.xp.shape[2]), dtype=dtype,
+                                 device=device)
             n_cb = self.cols_out // c_block
             self.buffers = {}
             self.h = [torch.empty((n_cb, self.rows_out, batch, c_block), dtype=dtype, device=device) for _ in range(3)]
 
-    def load(self, images: torch.Tensor) -> "Hessians":
+    def load(self, images: torch.Tensor) -> Hessians:
         """images: (B, H, W)."""
         _, h, w = self.shape
         if not self.reuse:

@@ -1,5 +1,5 @@
-"""Frangi and Sato vesselness in torch, matching ``skimage.filters.frangi`` / ``skimage.filters.sato`` (skimage >= 0.20),
-and the MONAI transforms that apply them. The Hessians come from :mod:`transforms.hessian`.
+"""Frangi and Sato vesselness in torch, matching ``skimage.filters.frangi`` / ``skimage.filters.sato``
+(skimage >= 0.20), and the MONAI transforms that apply them. The Hessians come from :mod:`transforms.hessian`.
 """
 
 from __future__ import annotations
@@ -93,7 +93,8 @@ def frangi(
                     q_max = _norm_sq_max(*h, hess)
                     four_gamma_sq = torch.where(q_max == 0, torch.full_like(q_max, 4.0), q_max / 2)
                 else:
-                    four_gamma_sq = torch.full((hess.shape[0],), 4 * float(gamma) ** 2, dtype=h[0].dtype, device=h[0].device)
+                    four_gamma_sq = torch.full((hess.shape[0],), 4 * float(gamma) ** 2, dtype=h[0].dtype,
+                                               device=h[0].device)
                 s_scale = hess.per_image(-1.0 / four_gamma_sq)
             if grad:
                 vals = _frangi_terms(*h, s_scale, rb_scale)

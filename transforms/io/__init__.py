@@ -11,7 +11,7 @@ The read path goes down these modules once each and returns:
 `transforms.errors.AngiogramReadError(path, reason)`; docs/bad_input.md lists the reasons.
 """
 
-from typing import Sequence
+from collections.abc import Sequence
 
 from .datalist import iter_candidate_files, list_angiogram_frames, select_frames
 from .files import count_frames

@@ -7,7 +7,7 @@ through the Modality LUT Sequence); normalisation is the next layer's job.
 from __future__ import annotations
 
 import warnings
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 from pydicom.pixels import apply_modality_lut, get_decoder
@@ -68,10 +68,12 @@ def _decoder(path, tsyntax: UID, plugin: str | None):
     try:
         decoder = get_decoder(tsyntax)
     except NotImplementedError:
-        raise AngiogramReadError(path, f"unsupported transfer syntax {tsyntax.name} ({tsyntax}): pydicom has no decoder for it") from None
+        reason = f"unsupported transfer syntax {tsyntax.name} ({tsyntax}): pydicom has no decoder for it"
+        raise AngiogramReadError(path, reason) from None
     if not decoder.is_available:
         hint = INSTALL_HINT.get(str(tsyntax), ", ".join(decoder.missing_dependencies) or "a decoder plugin")
-        raise AngiogramReadError(path, f"cannot decode {tsyntax.name} ({tsyntax}): no decoder plugin installed; install {hint}")
+        reason = f"cannot decode {tsyntax.name} ({tsyntax}): no decoder plugin installed; install {hint}"
+        raise AngiogramReadError(path, reason)
     first = PREFERRED_PLUGIN.get(tsyntax, "") if plugin is None else plugin
     return decoder, (first if first in decoder.available_plugins else "")
 
@@ -103,7 +105,8 @@ def _pydicom_frames(path, image: DicomImage, indices: Sequence[int], plugin: str
                             raise
                         arrays.append(decoder.as_array(data, index=index, **options)[0])
         except Exception as exc:
-            raise AngiogramReadError(path, _decode_reason(tsyntax, decoder, indices[0] if index is None else index, exc)) from None
+            failed = indices[0] if index is None else index
+            raise AngiogramReadError(path, _decode_reason(tsyntax, decoder, failed, exc)) from None
     for i, arr in zip(indices, arrays):
         if not (arr.ndim == 2 or (arr.ndim == 3 and arr.shape[-1] == 3)):
             raise AngiogramReadError(path, f"decoded frame {i} has unexpected shape {tuple(arr.shape)}")

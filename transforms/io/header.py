@@ -124,7 +124,9 @@ def _check_image_size(path, ds: Dataset) -> None:
     if rows <= 0 or cols <= 0:
         if TAGS["SOPClassUID"] in ds or element_value(ds.file_meta, "MediaStorageSOPClassUID"):
             raise AngiogramReadError(path, "not a DICOM image: no valid Rows/Columns")
-        raise AngiogramReadError(path, "not a DICOM file or a supported image (no DICOM header, no PNG/JPEG/TIFF signature)")
+        raise AngiogramReadError(
+            path, "not a DICOM file or a supported image (no DICOM header, no PNG/JPEG/TIFF signature)"
+        )
 
 
 def _set_transfer_syntax(ds: Dataset) -> None:
@@ -201,7 +203,9 @@ def check_pixel_data(path, ds: Dataset, header: Header) -> None:
     if fragments < 1:
         raise AngiogramReadError(path, "no pixel data: the encapsulated pixel data holds no fragments")
     if (source == "fragments" and counted < frames) or (source != "fragments" and counted != frames):
-        raise AngiogramReadError(path, f"NumberOfFrames is {frames} but the encapsulated pixel data holds {counted} {source}")
+        raise AngiogramReadError(
+            path, f"NumberOfFrames is {frames} but the encapsulated pixel data holds {counted} {source}"
+        )
 
 
 def native_layout(ds: Dataset, header: Header) -> tuple[np.dtype, int] | None:

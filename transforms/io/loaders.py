@@ -6,8 +6,8 @@ Each calls `read.read_angiogram` once and wraps its (array, meta) the MONAI way.
 from __future__ import annotations
 
 import math
+from collections.abc import Hashable, Mapping, Sequence
 from pathlib import Path
-from typing import Hashable, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -127,7 +127,8 @@ class AngiogramReader(ImageReader):
         """(array (N, W, H), meta with affine, original_affine, spatial_shape, original_channel_dim = 0)."""
         arrays = [array for array, _ in img]
         if len({a.shape[1:] for a in arrays}) > 1:
-            raise ValueError(f"AngiogramReader: files of different sizes cannot be stacked: {[a.shape for a in arrays]}")
+            shapes = [a.shape for a in arrays]
+            raise ValueError(f"AngiogramReader: files of different sizes cannot be stacked: {shapes}")
         array = arrays[0] if len(arrays) == 1 else np.concatenate(arrays)
         meta = dict(img[0][1])
         affine = _affine(meta["pixel_spacing"])

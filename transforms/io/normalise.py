@@ -5,7 +5,7 @@ Layer 4 of the read path, the last one: it calls nothing of the package.
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -14,7 +14,9 @@ from ..errors import AngiogramReadError
 LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
 
 
-def normalise_frames(path, arrays: Sequence[np.ndarray], invert: bool, indices: Sequence, out: np.ndarray) -> np.ndarray:
+def normalise_frames(
+    path, arrays: Sequence[np.ndarray], invert: bool, indices: Sequence, out: np.ndarray
+) -> np.ndarray:
     """Normalises decoded frames (R, C[, 3]) each into its slice of `out` (N, C, R); see `normalise`.
 
     `indices` name the frames in error reasons (None entries for a single-frame file).
