@@ -8,7 +8,8 @@ S is the bundle's segmentor built from configs/train.json (+ preset_cpu.json for
 on its own (same inputs) in the same loop, as the loss runs it (`fast_frozen_copy`: BatchNorms folded, PReLU as
 LeakyReLU) and as trained. Cases: the bundle CPU preset (128², its batch) and the paper's ViT-B/16 at 224².
 
-Usage: python benchmarks/guidance_cost.py [--repeats 15] [--repeats-base 2] [--batch-base 4]. Goal: ratio <= 1.15x. Summary printed last.
+Usage: python benchmarks/guidance_cost.py [--repeats 15] [--repeats-base 2] [--batch-base 4].
+Goal: ratio <= 1.15x. Summary printed last.
 """
 
 import argparse
@@ -26,9 +27,9 @@ sys.path.insert(0, str(BUNDLE))
 from scripts import mae as mae_lib  # noqa: E402
 from scripts.losses import VasoMIMLoss, consistency_loss, freeze  # noqa: E402
 from scripts.soft_guidance import SegmentorProbability  # noqa: E402
-
 from transforms import AnatomyGuidedMask  # noqa: E402
-from _threads import add_threads_option, apply_threads
+
+from _threads import add_threads_option, apply_threads  # noqa: E402
 
 MODEL_KEYS = ("img_size", "patch_size", "hidden_size", "mlp_dim", "num_layers", "num_heads", "decoder_hidden_size",
               "decoder_mlp_dim", "decoder_num_layers", "decoder_num_heads")
@@ -101,7 +102,8 @@ def run_case(name, sizes, batch, seg, repeats, mask_ratio, guidance):
     print(f"{name}: img {img} batch {batch} repeats {repeats} mask ratio {mask_ratio} guidance {guidance!r}")
     print(f"  plain MAE step  : {med['plain'] * 1e3:8.1f} ms")
     print(f"  guided + L_cons : {med['guided'] * 1e3:8.1f} ms  ratio {ratio:.2f}x")
-    print(f"  S in L_cons ({'fwd+bwd I' + chr(39) if probability else 'fwd I, fwd+bwd I' + chr(39)}): {med['S'] * 1e3:6.1f} ms = {med['S'] / med['guided']:.0%} of the guided step")
+    passes = "fwd+bwd I'" if probability else "fwd I, fwd+bwd I'"
+    print(f"  S in L_cons ({passes}): {med['S'] * 1e3:6.1f} ms = {med['S'] / med['guided']:.0%} of the guided step")
     print(f"  S as trained (not the fast copy): {med['S as trained'] * 1e3:6.1f} ms; fast copy/as trained "
           f"{med['S'] / med['S as trained']:.2f}x")
     what = "guidance map σ(S(I)) + masking" if probability else "guided masking"

@@ -31,8 +31,8 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from reproduction import PRE, REPO, SEG, VIT_TI, bundle_cmd, pretrain_dirs, rerun, run_step  # noqa: E402
 from label_efficiency_report import write_report  # noqa: E402
+from reproduction import PRE, REPO, SEG, VIT_TI, bundle_cmd, pretrain_dirs, rerun, run_step  # noqa: E402
 
 SCALES = {
     "cpu": {"img_size": 128, **VIT_TI, "pre_epochs": 30, "warmup_epochs": 3, "pre_batch": 16, "blr": 8e-3,
@@ -81,7 +81,8 @@ def seg_overrides(arm: str, n: int, seed: int, s: dict, runs: Path, data: Path) 
     per_epoch = math.ceil(n / s["seg_batch"])
     ov = {"dataset_dir": str(data / "xca_dca80_train"), "val_fraction": 0.2, "split_seed": 0, "n_labels": n,
           "labels_seed": 0, "seed": seed, "img_size": s["img_size"], "batch_size": s["seg_batch"],
-          "max_epochs": math.ceil(s["iterations"] / per_epoch), "val_interval": max(1, round(s["val_every"] / per_epoch)),
+          "max_epochs": math.ceil(s["iterations"] / per_epoch),
+          "val_interval": max(1, round(s["val_every"] / per_epoch)),
           "early_stop_patience": 10**6, "learning_rate": s["lr"], "num_workers": 0, "ckpt_dir": str(out / "models"),
           "output_dir": str(out / "train_log")}
     if arm == "unet":

@@ -97,7 +97,8 @@ def pretraining_curves(runs: Path, path: Path) -> list[str]:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    lines = ["| pretraining | epochs | L_rec first → last | L_rec best epoch | L_cons first → last |", "|---|---|---|---|---|"]
+    lines = ["| pretraining | epochs | L_rec first → last | L_rec best epoch | L_cons first → last |",
+             "|---|---|---|---|---|"]
     fig, ax = plt.subplots(figsize=(5, 3.5))
     for metrics in sorted((runs / "pretrain").glob("*/run/metrics.jsonl")):
         records = [json.loads(line) for line in metrics.read_text().splitlines() if line.strip()]

@@ -68,7 +68,8 @@ def test_given_mask_is_used_exactly(scripts):
         latent_masked_changed = net.forward_encoder(y, ids_keep)
         z = x.clone()
         keep_patch = int(ids_keep[0, 0])
-        z[0, :, (keep_patch // 4) * 16:(keep_patch // 4 + 1) * 16, (keep_patch % 4) * 16:(keep_patch % 4 + 1) * 16] += 0.5
+        row, col = (keep_patch // 4) * 16, (keep_patch % 4) * 16
+        z[0, :, row : row + 16, col : col + 16] += 0.5
         latent_kept_changed = net.forward_encoder(z, ids_keep)
         pred_from_mask_only, _ = net(x, mask=mask)
     hook.remove()
@@ -231,10 +232,12 @@ def test_atomic_save_leaves_no_partial_file(scripts, tmp_path):
 
 
 def test_vesselness_and_pseudo_mask_cached_once(scripts, tmp_path, monkeypatch):
-    """Issue 7: in a 3-epoch run (S trained 2 epochs on the same cache) Frangi and the pseudo-mask run once per image."""
+    """Issue 7: in a 3-epoch run (S trained 2 epochs on the same cache) Frangi and the pseudo-mask run once per
+    image."""
+    from monai.bundle import ConfigParser
+
     import transforms.pseudo_mask as pm
     import transforms.vesselness as ves
-    from monai.bundle import ConfigParser
 
     calls = {"frangi": 0, "pseudo": 0}
     frangi_call, pseudo_call = ves.FrangiVesselnessd.__call__, pm.VesselPseudoMaskd.__call__

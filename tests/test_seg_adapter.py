@@ -7,6 +7,7 @@ import logging
 
 import pytest
 import torch
+
 from conftest import TINY_NET, seg_module, tiny_seg_net
 
 encoder = seg_module("encoder")

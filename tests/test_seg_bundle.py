@@ -9,10 +9,21 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import (REPO, SEG_BUNDLE, TINY_NET, TINY_TRAIN, TINY_UNETR, bundle_copy, monai_bundle, seg_module,
-                      tiny_mae, tiny_seg_net)
 
 from transforms import LoadAngiogramd
+
+from conftest import (
+    REPO,
+    SEG_BUNDLE,
+    TINY_NET,
+    TINY_TRAIN,
+    TINY_UNETR,
+    bundle_copy,
+    monai_bundle,
+    seg_module,
+    tiny_mae,
+    tiny_seg_net,
+)
 
 CONFIGS = SEG_BUNDLE / "configs"
 TRAIN = str(CONFIGS / "train.json")
@@ -275,10 +286,9 @@ def test_image_and_label_orientation_agree(dca_dir, tmp_path):
     dicom_seg.write_dicom_seg(label.numpy().T[None].astype(np.uint8), item["image"], str(seg))
     from monai.transforms import SaveImage
 
-    SaveImage(output_dir=str(tmp_path), output_postfix="mask", separate_folder=False, output_ext=".nii.gz", resample=True,
-              mode="nearest", print_log=False)(d["label"], meta_data={"filename_or_obj": "lab", "affine": np.eye(4),
-                                                                    "original_affine": np.eye(4),
-                                                                    "spatial_shape": label.shape})
+    meta = {"filename_or_obj": "lab", "affine": np.eye(4), "original_affine": np.eye(4), "spatial_shape": label.shape}
+    SaveImage(output_dir=str(tmp_path), output_postfix="mask", separate_folder=False, output_ext=".nii.gz",
+              resample=True, mode="nearest", print_log=False)(d["label"], meta_data=meta)
     nifti = next(tmp_path.glob("*_mask.nii.gz"))
     for other in (seg, nifti):
         loaded = labels.LoadVesselLabeld("label")({"label": str(other), "frame": None})["label"]

@@ -10,7 +10,7 @@ import pytest
 import torch
 from PIL import Image
 
-from conftest import SEG_BUNDLE, TINY_NET, XA_CINE, monai_bundle, seg_module, tiny_seg_net
+from conftest import SEG_BUNDLE, TINY_NET, XA_CINE, monai_bundle, tiny_seg_net
 
 INFERENCE = str(SEG_BUNDLE / "configs" / "inference.json")
 META = str(SEG_BUNDLE / "configs" / "metadata.json")
@@ -18,7 +18,6 @@ META = str(SEG_BUNDLE / "configs" / "metadata.json")
 
 @pytest.fixture(scope="module")
 def tiny_model(tmp_path_factory):
-    network = seg_module("network")
     torch.manual_seed(0)
     net = tiny_seg_net()
     with torch.no_grad():
@@ -39,7 +38,8 @@ def seg_frames(seg: pydicom.Dataset) -> list[tuple[str, int | None]]:
     refs = []
     for item in seg.PerFrameFunctionalGroupsSequence:
         src = item.DerivationImageSequence[0].SourceImageSequence[0]
-        refs.append((src.ReferencedSOPInstanceUID, int(src.ReferencedFrameNumber) if "ReferencedFrameNumber" in src else None))
+        frame = int(src.ReferencedFrameNumber) if "ReferencedFrameNumber" in src else None
+        refs.append((src.ReferencedSOPInstanceUID, frame))
     return refs
 
 

@@ -1,4 +1,5 @@
-"""VasoMIM losses: norm-pix MSE on masked patches (L_rec) + anatomical consistency through a frozen segmentor (L_cons)."""
+"""VasoMIM losses: norm-pix MSE on masked patches (L_rec) + anatomical consistency through a frozen segmentor
+(L_cons)."""
 
 from __future__ import annotations
 
@@ -22,7 +23,8 @@ def patch_stats(target: torch.Tensor, eps: float = 1e-6) -> tuple[torch.Tensor, 
 
 def patch_targets(imgs: torch.Tensor, patch_size: int, norm_pix_loss: bool = True):
     """imgs (B, C, D1, D2) -> (target (B, L, P*P*C), mean (B, L, 1) or None, std (B, L, 1) or None): the patchified
-    image, normalised per patch when norm_pix_loss, with the statistics used (shared by L_rec and the reconstruction)."""
+    image, normalised per patch when norm_pix_loss, with the statistics used (shared by L_rec and the
+    reconstruction)."""
     target = patchify(imgs, patch_size)
     if not norm_pix_loss:
         return target, None, None

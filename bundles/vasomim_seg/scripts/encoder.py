@@ -102,7 +102,8 @@ def describe_checkpoint(state: Mapping[str, torch.Tensor]) -> str:
     return f" It holds no MAE encoder keys (patch_embedding.*, blocks.*); first keys: {sorted(state)[:3]}."
 
 
-def load_pretrained_encoder(network: torch.nn.Module, ckpt_path: str | None, map_location: str = "cpu") -> torch.nn.Module:
+def load_pretrained_encoder(network: torch.nn.Module, ckpt_path: str | None,
+                            map_location: str = "cpu") -> torch.nn.Module:
     """Loads the pretrained MAE encoder at ``ckpt_path`` into ``network.vit`` and returns ``network``.
 
     ``ckpt_path`` None or "" leaves the network as initialised (training from scratch). Otherwise every tensor of
@@ -164,7 +165,8 @@ def freeze_encoder(network: torch.nn.Module, freeze: bool = False) -> torch.nn.M
         return network
     vit = getattr(network, "vit", None)
     if vit is None:
-        raise ValueError(f"freeze_encoder needs a network with a ViT encoder at .vit; {type(network).__name__} has none.")
+        raise ValueError(f"freeze_encoder needs a network with a ViT encoder at .vit; {type(network).__name__} "
+                         "has none.")
     for param in vit.parameters():
         param.requires_grad_(False)
     logger.info(f"Froze the encoder: {sum(p.numel() for p in vit.parameters())} parameters; the decoder trains alone.")
