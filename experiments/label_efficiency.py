@@ -7,7 +7,9 @@ fixed iteration budget whatever the label count. Arms:
 
 * ``unet``: MONAI BasicUNet from scratch (``unet.json``);
 * ``scratch``: the adapter network from scratch;
-* ``mae``, ``vasomim``: the adapter fine-tuned from the MAE and VasoMIM pretrainings (mask ratio 0.5, both);
+* ``mae``, ``vasomim``, ``vasomim_fov``: the adapter fine-tuned from the MAE and VasoMIM pretrainings (mask ratio 0.5,
+  all); ``vasomim`` builds its pseudo-masks from the border alone (the code before the field-of-view step),
+  ``vasomim_fov`` with the field-of-view step (the bundle default since);
 * ``vasomim_unetr``: VasoMIM fine-tuned through ``VesselUNETR`` (``unetr.json``, patch 16), to isolate the protocol;
 * ``probe_random``, ``probe_mae``, ``probe_vasomim``: the encoder frozen (``--freeze_encoder true``), only the adapter
   trained.
@@ -46,16 +48,21 @@ SCALES = {
 }
 PRETRAIN_ARMS = {
     "mae": {"guided": False, "use_cons": False},
-    "vasomim": {"guided": True, "guidance": "mixed", "beta_0": 0.0, "beta_E": 0.5, "use_cons": True},
+    "vasomim": {"guided": True, "guidance": "mixed", "beta_0": 0.0, "beta_E": 0.5, "use_cons": True,
+                "pseudo_mask_fov_threshold": None},
+    "vasomim_fov": {"guided": True, "guidance": "mixed", "beta_0": 0.0, "beta_E": 0.5, "use_cons": True,
+                    "pseudo_mask_fov_threshold": 0.1},
 }
-ARMS = ["unet", "scratch", "mae", "vasomim", "vasomim_unetr", "probe_random", "probe_mae", "probe_vasomim"]
+ARMS = ["unet", "scratch", "mae", "vasomim", "vasomim_fov", "vasomim_unetr", "probe_random", "probe_mae",
+        "probe_vasomim", "probe_vasomim_fov"]
 PROTOCOL_LABELS = (8, 32)
 """Label counts of the arms that are not label-efficiency curves (VesselUNETR and the frozen probes)."""
 
 
 def pretrained_arm(arm: str) -> str | None:
     """The pretraining an arm fine-tunes from ("mae", "vasomim"), or None."""
-    return next((p for p in PRETRAIN_ARMS if arm.endswith(p) or arm == f"{p}_unetr"), None)
+    return next((p for p in sorted(PRETRAIN_ARMS, key=len, reverse=True) if arm.endswith(p) or arm == f"{p}_unetr"),
+                None)
 
 
 def pretrain(arm: str, s: dict, runs: Path, data: Path, threads: int, log: Path) -> dict:

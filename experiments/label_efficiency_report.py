@@ -9,10 +9,13 @@ from pathlib import Path
 from reproduction import mean_sd, per_image
 
 NAMES = {"unet": "BasicUNet scratch", "scratch": "adapter scratch (patch 8)", "mae": "MAE → adapter (patch 8)",
-         "vasomim": "VasoMIM → adapter (patch 8)", "vasomim_unetr": "VasoMIM → VesselUNETR (patch 16)",
+         "vasomim": "VasoMIM, border-only pseudo-mask → adapter (patch 8)",
+         "vasomim_fov": "VasoMIM, field-of-view pseudo-mask → adapter (patch 8)",
+         "vasomim_unetr": "VasoMIM, border-only pseudo-mask → VesselUNETR (patch 16)",
          "probe_random": "frozen random encoder + adapter", "probe_mae": "frozen MAE encoder + adapter",
-         "probe_vasomim": "frozen VasoMIM encoder + adapter"}
-CURVE_ARMS = ("unet", "scratch", "mae", "vasomim")
+         "probe_vasomim": "frozen VasoMIM (border-only) encoder + adapter",
+         "probe_vasomim_fov": "frozen VasoMIM (field of view) encoder + adapter"}
+CURVE_ARMS = ("unet", "scratch", "mae", "vasomim", "vasomim_fov")
 
 
 def collect(runs: Path, split: str) -> dict[tuple[str, int], dict]:
@@ -140,7 +143,7 @@ def write_report(runs: Path, results: Path, figures: Path, s: dict, test: bool =
         labels = sorted({n for _, n in rows})
         where = "the 8 validation images" if split == "val" else "the test folder (--test-dir)"
         md += table(rows, list(CURVE_ARMS) + ["vasomim_unetr"], labels, f"Fine-tuned, on {where}: {caption}.") + [""]
-        md += table(rows, ["probe_random", "probe_mae", "probe_vasomim"], labels,
+        md += table(rows, ["probe_random", "probe_mae", "probe_vasomim", "probe_vasomim_fov"], labels,
                     f"Frozen-encoder probe (only the adapter trained), on {where}.") + [""]
         write_csv(rows, results / f"labels{'' if split == 'val' else '_test'}.csv")
         curve_figure(rows, figures / f"label_efficiency{'' if split == 'val' else '_test'}.png")

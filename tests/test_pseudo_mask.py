@@ -82,3 +82,25 @@ def test_bad_arguments():
         VesselPseudoMask(percentile=120)
     with pytest.raises(ValueError):
         VesselPseudoMask()(torch.zeros(64, 64))
+
+
+def test_field_of_view_keeps_the_mask_off_a_circular_field_edge():
+    """A bright disc on a dark frame (a circular field of view) with one dark vessel inside: the disc's rim answers
+    the vesselness filter; with the image given, the pseudo-mask is the vessel, without it the rim."""
+    from transforms import FrangiVesselness, VesselPseudoMaskd, field_of_view
+
+    yy, xx = np.mgrid[:128, :128]
+    image = np.where((yy - 64) ** 2 + (xx - 64) ** 2 < 58**2, 0.9, 0.02)
+    vessel = (np.abs(xx - 64) <= 1) & (np.abs(yy - 64) < 30)
+    image = np.where(vessel, 0.5, image).astype(np.float32)[None]
+    near_vessel = (np.abs(xx - 64) <= 6) & (np.abs(yy - 64) < 36)
+    vesselness = FrangiVesselness(sigmas=[1, 2, 3])(torch.as_tensor(image))
+    fov = field_of_view(image[0], threshold=0.1, margin=5)
+    assert fov[64, 64] and not fov[2, 2] and not fov[64, 124]
+    d = {"image": torch.as_tensor(image), "vesselness": vesselness}
+    with_fov = VesselPseudoMaskd(border=5, image_key="image")(d)["vessel_mask"][0].numpy() > 0
+    without = VesselPseudoMaskd(border=5)(d)["vessel_mask"][0].numpy() > 0
+    assert (with_fov & vessel).sum() > 0.9 * vessel.sum() and (with_fov & near_vessel).sum() == with_fov.sum()
+    assert (without & near_vessel).sum() < 0.5 * without.sum()
+    with pytest.raises(ValueError, match="differs"):
+        VesselPseudoMaskd(border=5, image_key="image")({"image": torch.zeros(1, 64, 64), "vesselness": vesselness})

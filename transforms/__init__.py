@@ -4,7 +4,7 @@ from .dataset_check import build_datalist, check_angiogram_file, inspect_angiogr
 from .errors import AngiogramReadError
 from .guided_mask import AnatomyGuidedMask, AnatomyGuidedMaskd, SharedBeta
 from .io import AngiogramReader, LoadAngiogram, LoadAngiogramd, list_angiogram_frames, read_angiogram
-from .pseudo_mask import VesselPseudoMask, VesselPseudoMaskd
+from .pseudo_mask import VesselPseudoMask, VesselPseudoMaskd, field_of_view
 from .vesselness import FrangiVesselness, FrangiVesselnessd, frangi, sato
 
 __all__ = [
@@ -22,6 +22,7 @@ __all__ = [
     "frangi",
     "sato",
     "VesselPseudoMask",
+    "field_of_view",
     "VesselPseudoMaskd",
     "AnatomyGuidedMask",
     "AnatomyGuidedMaskd",

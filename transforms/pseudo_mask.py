@@ -1,6 +1,8 @@
 """Vessel pseudo-mask from a vesselness map (VasoMIM's anatomy extraction, step 2).
 
-Steps, per channel: zero a border of ``border`` pixels (collimator edges); keep the pixels whose response is at least
+Steps, per channel: zero a border of ``border`` pixels (collimator edges) and, given the image, everything outside its
+field of view (:func:`field_of_view`: the exposed area, eroded by ``border``; a circular or shuttered field's edge
+answers the vesselness filter as strongly as a vessel); keep the pixels whose response is at least
 the ``percentile``-th percentile of the response inside that border, and above 0; then, with
 ``keep="strongest_component"``, keep only the connected component that contains the strongest response.
 
@@ -17,13 +19,29 @@ import torch
 from monai.config import KeysCollection
 from monai.transforms import Transform
 from monai.utils.type_conversion import convert_to_dst_type, convert_to_numpy
+from scipy import ndimage
 from skimage.measure import label
 
 from ._mapping import ToNewKeyd
 
-__all__ = ["vessel_pseudo_mask", "VesselPseudoMask", "VesselPseudoMaskd"]
+__all__ = ["field_of_view", "vessel_pseudo_mask", "VesselPseudoMask", "VesselPseudoMaskd"]
 
 _KEEP = ("strongest_component", "all")
+
+
+def field_of_view(image: np.ndarray, threshold: float = 0.1, margin: int = 20) -> np.ndarray:
+    """The exposed field of an angiogram: (D1, D2) image -> (D1, D2) bool.
+
+    Pixels brighter than ``threshold`` x the image maximum (vessels are dark, but far brighter than the unexposed
+    area outside a circular field or behind shutters), with enclosed holes filled, eroded by ``margin`` pixels from
+    every edge of that area, the image frame included. A frame without unexposed area gives the frame less its margin.
+    """
+    image = np.asarray(image, dtype=np.float64)
+    peak = image.max()
+    exposed = ndimage.binary_fill_holes(image > threshold * peak) if peak > 0 else np.zeros(image.shape, dtype=bool)
+    if margin > 0:
+        exposed = ndimage.binary_erosion(exposed, iterations=int(margin), border_value=0)
+    return exposed
 
 
 def vessel_pseudo_mask(
@@ -32,6 +50,7 @@ def vessel_pseudo_mask(
     percentile: float = 92.0,
     keep: str = "strongest_component",
     connectivity: int = 1,
+    fov: np.ndarray | None = None,
 ) -> np.ndarray:
     """Binary vessel mask of one 2D vesselness map.
 
@@ -53,6 +72,8 @@ def vessel_pseudo_mask(
         interior[border:-border, border:-border] = True
     else:
         interior[:] = True
+    if fov is not None:
+        interior &= np.asarray(fov, dtype=bool)
     inside = np.where(interior, response, 0.0)
     values = inside[interior]
     if values.size == 0 or not np.any(values > 0):
@@ -76,7 +97,8 @@ class VesselPseudoMask(Transform):
     backend = [torch.Tensor.__name__, np.ndarray.__name__]
 
     def __init__(
-        self, border: int = 20, percentile: float = 92.0, keep: str = "strongest_component", connectivity: int = 1
+        self, border: int = 20, percentile: float = 92.0, keep: str = "strongest_component", connectivity: int = 1,
+        fov_threshold: float | None = 0.1,
     ):
         if keep not in _KEEP:
             raise ValueError(f"keep must be one of {_KEEP}, got {keep!r}")
@@ -86,14 +108,22 @@ class VesselPseudoMask(Transform):
             raise ValueError(f"border must be >= 0, got {border}")
         self.border, self.percentile = int(border), float(percentile)
         self.keep, self.connectivity = keep, int(connectivity)
+        self.fov_threshold = None if fov_threshold is None else float(fov_threshold)
 
-    def __call__(self, img):
-        """img: (C, W, H) vesselness -> (C, W, H) float32 mask."""
+    def __call__(self, img, image=None):
+        """img: (C, W, H) vesselness [, image: (C, W, H) the angiogram it came from] -> (C, W, H) float32 mask."""
         arr = convert_to_numpy(img)
         if arr.ndim != 3:
             raise ValueError(f"VesselPseudoMask expects a channel-first 2D map (C, W, H), got shape {arr.shape}")
+        fovs = [None] * len(arr)
+        if image is not None and self.fov_threshold is not None:
+            pixels = convert_to_numpy(image)
+            if pixels.shape != arr.shape:
+                raise ValueError(f"image shape {pixels.shape} differs from vesselness shape {arr.shape}")
+            fovs = [field_of_view(c, self.fov_threshold, self.border) for c in pixels]
         mask = np.stack(
-            [vessel_pseudo_mask(c, self.border, self.percentile, self.keep, self.connectivity) for c in arr]
+            [vessel_pseudo_mask(c, self.border, self.percentile, self.keep, self.connectivity, f)
+             for c, f in zip(arr, fovs)]
         ).astype(np.float32)
         return convert_to_dst_type(mask, img, dtype=torch.float32 if isinstance(img, torch.Tensor) else np.float32)[0]
 
@@ -104,6 +134,8 @@ class VesselPseudoMaskd(ToNewKeyd):
     Args:
         keys: vesselness key(s), each (C, W, H).
         output_key: key (or one key per input key) that receives the (C, W, H) float32 {0, 1} mask.
+        image_key: key of the (C, W, H) angiogram the vesselness came from, for the field of view (None: no field of
+            view, the border alone).
         allow_missing_keys: skip absent keys.
         other args: see :class:`VesselPseudoMask`.
     """
@@ -118,6 +150,18 @@ class VesselPseudoMaskd(ToNewKeyd):
         percentile: float = 92.0,
         keep: str = "strongest_component",
         connectivity: int = 1,
+        image_key: str | None = None,
+        fov_threshold: float | None = 0.1,
         allow_missing_keys: bool = False,
     ):
-        super().__init__(keys, output_key, VesselPseudoMask(border, percentile, keep, connectivity), allow_missing_keys)
+        super().__init__(keys, output_key, VesselPseudoMask(border, percentile, keep, connectivity, fov_threshold),
+                         allow_missing_keys)
+        self.image_key = image_key
+
+    def __call__(self, data):
+        if self.image_key is None:
+            return super().__call__(data)
+        d = dict(data)
+        for key in self.key_iterator(d):
+            d[self.output_keys[key]] = self.transform(d[key], d[self.image_key])
+        return d
