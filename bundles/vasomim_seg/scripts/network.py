@@ -5,8 +5,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
-from monai.networks.blocks import SABlock
-from monai.networks.nets import UNETR, ViT
+from monai.networks.nets import UNETR
+from monai.utils import ensure_tuple_rep
+
+from .vit import vessel_vit
 
 
 class VesselUNETR(UNETR):
@@ -66,22 +68,8 @@ class VesselUNETR(UNETR):
             qkv_bias=qkv_bias,
         )
         self.num_layers = num_layers
-        self.vit = ViT(
-            in_channels=in_channels,
-            img_size=img_size,
-            patch_size=self.patch_size,
-            hidden_size=hidden_size,
-            mlp_dim=mlp_dim,
-            num_layers=num_layers,
-            num_heads=num_heads,
-            pos_embed_type=pos_embed_type,
-            dropout_rate=dropout_rate,
-            spatial_dims=spatial_dims,
-            qkv_bias=qkv_bias,
-        )
-        for module in self.vit.modules():
-            if isinstance(module, SABlock):
-                module.use_flash_attention = True
+        self.vit = vessel_vit(in_channels, ensure_tuple_rep(img_size, spatial_dims), self.patch_size_px, hidden_size,
+                              mlp_dim, num_layers, num_heads, qkv_bias, dropout_rate, pos_embed_type=pos_embed_type)
         self.skip_layers = (num_layers // 4, num_layers // 2, 3 * num_layers // 4)
 
     def forward(self, x_in: torch.Tensor) -> torch.Tensor:
