@@ -39,7 +39,7 @@ def segs(tmp_path_factory) -> dict:
 
 @pytest.mark.parametrize("which", ["cine", "single_frame"])
 def test_seg_has_no_dciodvfy_error(dciodvfy, segs, which):
-    proc = subprocess.run([dciodvfy, str(segs[which])], capture_output=True, text=True, timeout=120)
+    proc = subprocess.run([dciodvfy, str(segs[which])], capture_output=True, text=True, timeout=120, check=False)
     report = proc.stdout + proc.stderr
     assert "Segmentation" in report, report  # the IOD dciodvfy recognised and checked
     errors = [line for line in report.splitlines() if line.startswith("Error")]

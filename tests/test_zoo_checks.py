@@ -7,6 +7,7 @@ from __future__ import annotations
 import ast
 import json
 import shutil
+import subprocess
 import sys
 from importlib.metadata import packages_distributions
 from pathlib import Path
@@ -46,7 +47,7 @@ def bundle(request, tmp_path_factory):
 
 
 def test_metadata_against_offline_schema(bundle, tmp_path):
-    name, root, _ = bundle
+    _, root, _ = bundle
     schema = tmp_path / "schema.json"
     shutil.copy(SCHEMA, schema)  # verify_metadata downloads to `filepath` only when nothing is there
     proc = monai_bundle(["verify_metadata", "--meta_file", META, "--filepath", str(schema)], cwd=root)
@@ -100,8 +101,6 @@ def reference_output(root: Path, overrides: dict, x: torch.Tensor, seed: int) ->
         f"torch.manual_seed({seed})\n"
         "with torch.no_grad(): torch.save(net(torch.load('x.pt')), 'ref.pt')\n"
     )
-    import subprocess
-
     subprocess.run([sys.executable, "-c", code], cwd=root, check=True, capture_output=True, timeout=300)
     return torch.load(root / "ref.pt")
 
