@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.uid import ExplicitVRLittleEndian, PYDICOM_IMPLEMENTATION_UID, SecondaryCaptureImageStorage, generate_uid
+from pydicom.uid import PYDICOM_IMPLEMENTATION_UID, ExplicitVRLittleEndian, SecondaryCaptureImageStorage, generate_uid
 
 CASES = [str(n) for n in range(1, 13)]
 UID_PREFIX = "1.2.826.0.1.3680043.8.498."

@@ -11,10 +11,9 @@ from pydicom.data import get_testdata_file
 from pydicom.pixels import pixel_array
 from pydicom.uid import MPEG4HP41, ExplicitVRLittleEndian, JPEG2000Lossless, RLELossless
 
-from transforms import _dicom
 from transforms.dataset_check import build_datalist, check_angiogram_file
 from transforms.errors import AngiogramReadError
-from transforms.io import LoadAngiogram
+from transforms.io import LoadAngiogram, decode
 
 ROOT = Path(__file__).resolve().parents[1] / "sample_data"
 CINE = ROOT / "xa_cine" / "XA_coronary_cine_96frames_jpeg_baseline.dcm"
@@ -102,7 +101,7 @@ def test_missing_codec_names_the_package(tmp_path, monkeypatch):
     ds.compress(JPEG2000Lossless)
     ds.save_as(path)
     assert check_angiogram_file(path) == []
-    decoder = _dicom.get_decoder(JPEG2000Lossless)
+    decoder = decode.get_decoder(JPEG2000Lossless)
     monkeypatch.setattr(decoder, "_available", {})
     reasons = check_angiogram_file(path)
     assert "no decoder plugin installed" in reasons[0] and "pylibjpeg-openjpeg" in reasons[0]

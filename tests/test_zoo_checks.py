@@ -16,8 +16,17 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import (PRETRAIN_BUNDLE, PRETRAIN_TINY, REPO, SEG_BUNDLE, TINY_NET, XA_CINE, copy_bundle_alone,
-                      monai_bundle, network_weights)
+from conftest import (
+    PRETRAIN_BUNDLE,
+    PRETRAIN_TINY,
+    REPO,
+    SEG_BUNDLE,
+    TINY_NET,
+    XA_CINE,
+    copy_bundle_alone,
+    monai_bundle,
+    network_weights,
+)
 
 SCHEMA = SEG_BUNDLE / "docs" / "meta_schema_20240725.json"
 BUNDLES = {"vasomim_pretrain": (PRETRAIN_BUNDLE, PRETRAIN_TINY), "vasomim_seg": (SEG_BUNDLE, TINY_NET)}
