@@ -121,3 +121,35 @@ def seg_module(name: str):
 def tiny_seg_net(**overrides) -> torch.nn.Module:
     """The seg bundle's default network (VesselViTAdapter) at TINY_NET sizes, updated with ``overrides``."""
     return seg_module("adapter").VesselViTAdapter(**{**TINY_NET, **overrides})
+
+
+PRETRAIN_BUNDLE = REPO / "bundles" / "vasomim_pretrain"
+PRETRAIN_TINY = {"img_size": 64, "hidden_size": 32, "mlp_dim": 64, "num_layers": 2, "num_heads": 2,
+                 "decoder_hidden_size": 32, "decoder_mlp_dim": 64, "decoder_num_layers": 1, "decoder_num_heads": 2}
+"""Tiny MAE sizes for the pretraining bundle's inference.json (top-level ids)."""
+
+
+def copy_bundle_alone(bundle: Path, dst_root: Path) -> Path:
+    """A copy of ``bundle`` alone in ``dst_root/<name>`` (no sample data next to it), with an empty models/ and
+    without run outputs, as a user or the model zoo gets it."""
+    dst = dst_root / bundle.name
+    shutil.copytree(bundle, dst, ignore=shutil.ignore_patterns("__pycache__", "models", "eval", "output"))
+    (dst / "models").mkdir()
+    return dst
+
+
+def network_weights(bundle_dir: Path, overrides: dict, config: str = "configs/inference.json",
+                    path: str = "models/model.pt") -> Path:
+    """Writes the state dict of a fresh ``network_def`` parsed from ``config`` (with ``overrides``) to
+    ``bundle_dir/path``, run in a subprocess from inside the bundle folder (as the model zoo makes models/model.pt)."""
+    code = (
+        "import sys, torch\n"
+        "from monai.bundle import ConfigParser\n"
+        "sys.path.insert(0, '.')\n"
+        "torch.manual_seed(0)\n"
+        f"p = ConfigParser(); p.read_config({config!r}); p.read_meta('configs/metadata.json')\n"
+        f"for k, v in {overrides!r}.items(): p[k] = v\n"
+        f"torch.save(p.get_parsed_content('network_def').state_dict(), {path!r})\n"
+    )
+    subprocess.run([sys.executable, "-c", code], cwd=bundle_dir, check=True, capture_output=True, timeout=300)
+    return bundle_dir / path

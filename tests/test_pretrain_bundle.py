@@ -98,7 +98,10 @@ def test_training_from_repo_root_then_resume_from_another_cwd(data, tmp_path):
     assert ckpt["trainer"]["iteration"] == 5 * 2 and ckpt["trainer"]["epoch_length"] == 2
     assert ckpt["lr_scheduler"]["last_epoch"] == 5 * 2
 
-    run(bundle_cmd(None, data, out, configs=("inference.json",)), cwd=other)
+    infer = [sys.executable, "-m", "monai.bundle", "run", "--meta_file", str(CONFIGS / "metadata.json"),
+             "--config_file", str([str(CONFIGS / n) for n in ("inference.json", "preset_cpu.json")]),
+             "--input_dir", str(data), "--output_dir", str(out), *TINY]
+    run(infer, cwd=other)
     recon = sorted((out / "reconstructions").glob("recon_*.png"))
     assert len(recon) == 4
     assert (out / "models" / "encoder.pt").is_file()

@@ -2,6 +2,7 @@
 
 import importlib
 import importlib.util
+import io
 import shutil
 import sys
 from pathlib import Path
@@ -309,3 +310,51 @@ def test_benchmark_flop_count_includes_cpu_flash_attention(scripts):
             counts[name, mapping is not None] = counter.get_total_flops()
     assert counts["ours", False] < counts["monai", False], "torch now counts the CPU flash kernel; drop _flops.py"
     assert counts["ours", True] == counts["monai", True] == counts["monai", False]
+
+
+@pytest.mark.parametrize("norm_pix_loss", [True, False])
+def test_reconstructor_is_the_training_reconstruction_and_scripts(scripts, norm_pix_loss):
+    """MAEReconstructor (inference.json's network_def) loads a GuidedMAE state dict strictly, returns the training
+    reconstruction I' clamped to [0, 1] for a given mask, and its TorchScript export gives the same output."""
+    trained = tiny_mae(scripts)
+    net = scripts["mae"].MAEReconstructor(**TINY, norm_pix_loss=norm_pix_loss).eval()
+    net.load_state_dict(trained.state_dict(), strict=True)
+    x = torch.rand(2, 1, 64, 64, generator=torch.Generator().manual_seed(0))
+    mask = torch.zeros(2, 16)
+    mask[0, :12], mask[1, 4:] = 1, 1
+    with torch.no_grad():
+        pred, _ = trained.eval()(x, mask=mask)
+        expected = scripts["losses"].reconstruct(x, pred, 16, norm_pix_loss).clamp(0, 1)
+        out = net(x, mask=mask)
+        buffer = io.BytesIO()
+        torch.jit.save(torch.jit.script(net), buffer)
+        buffer.seek(0)
+        scripted = torch.jit.load(buffer)(x, mask=mask)
+    assert out.shape == (2, 1, 64, 64)
+    torch.testing.assert_close(out, expected, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(scripted, out, rtol=1e-5, atol=1e-6)
+
+
+def test_guided_mae_scripts_with_every_masking_path(scripts):
+    """TorchScript keeps GuidedMAE's optional mask arguments (unannotated, they became undefined-tensor defaults that
+    torch.jit.save cannot write): random masking, a mask, ids_keep alone, and all three give the eager outputs."""
+    net = tiny_mae(scripts).eval()
+    buffer = io.BytesIO()
+    torch.jit.save(torch.jit.script(net), buffer)
+    buffer.seek(0)
+    scripted = torch.jit.load(buffer)
+    x = torch.rand(2, 1, 64, 64)
+    mask = torch.zeros(2, 16)
+    mask[:, ::2] = 1
+    ids_keep, ids_restore = scripts["mae"].ids_from_mask(mask)
+    for kwargs in ({}, {"mask": mask}, {"ids_keep": ids_keep}, {"mask": mask, "ids_keep": ids_keep,
+                                                               "ids_restore": ids_restore}):
+        with torch.no_grad():
+            torch.manual_seed(5)
+            eager = net(x, **kwargs)
+            torch.manual_seed(5)
+            jit = scripted(x, **kwargs)
+        for a, b in zip(eager, jit):
+            torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+        if kwargs:
+            assert torch.equal(jit[1], mask)

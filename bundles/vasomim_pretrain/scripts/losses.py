@@ -13,12 +13,7 @@ from torch.nn.modules.batchnorm import _BatchNorm
 from torch.nn.modules.conv import _ConvNd, _ConvTransposeNd
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
-from .mae import patchify, unpatchify
-
-
-def patch_stats(target: torch.Tensor, eps: float = 1e-6) -> tuple[torch.Tensor, torch.Tensor]:
-    """target (B, L, P*P*C) -> per-patch mean (B, L, 1) and std sqrt(var + eps) (B, L, 1) (unbiased var, as MAE)."""
-    return target.mean(dim=-1, keepdim=True), (target.var(dim=-1, keepdim=True) + eps).sqrt()
+from .mae import patch_stats, patchify, unpatchify
 
 
 def patch_targets(imgs: torch.Tensor, patch_size: int, norm_pix_loss: bool = True):

@@ -1,4 +1,5 @@
-"""GuidedMAE: MONAI's MaskedAutoEncoderViT taking an external mask (ids_keep / ids_restore), with SDPA attention."""
+"""GuidedMAE: MONAI's MaskedAutoEncoderViT taking an external mask (ids_keep / ids_restore), with SDPA attention;
+MAEReconstructor: the same network returning the reconstructed image (the bundle's inference contract)."""
 
 from __future__ import annotations
 
@@ -20,13 +21,18 @@ def patchify(imgs: torch.Tensor, patch_size: int) -> torch.Tensor:
     return x.reshape(b, h * w, p * p * c)
 
 
-def unpatchify(x: torch.Tensor, patch_size: int, grid: Sequence[int], channels: int = 1) -> torch.Tensor:
+def unpatchify(x: torch.Tensor, patch_size: int, grid: tuple[int, int], channels: int = 1) -> torch.Tensor:
     """(B, L, P*P*C) -> (B, C, D1, D2) with (D1/P, D2/P) = grid; inverse of patchify."""
     p = patch_size
     h, w = grid
     x = x.reshape(x.shape[0], h, w, p, p, channels)
     x = torch.einsum("nhwpqc->nchpwq", x)
     return x.reshape(x.shape[0], channels, h * p, w * p)
+
+
+def patch_stats(target: torch.Tensor, eps: float = 1e-6) -> tuple[torch.Tensor, torch.Tensor]:
+    """target (B, L, P*P*C) -> per-patch mean (B, L, 1) and std sqrt(var + eps) (B, L, 1) (unbiased var, as MAE)."""
+    return target.mean(dim=-1, keepdim=True), (target.var(dim=-1, keepdim=True) + eps).sqrt()
 
 
 def ids_from_mask(mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -75,7 +81,8 @@ class GuidedMAE(MaskedAutoEncoderViT):
             qkv_bias=qkv_bias,
         )
         self.in_channels = in_channels
-        self.grid = tuple(s // p for s, p in zip(self.img_size, self.patch_size))
+        self.grid: tuple[int, int] = (int(self.img_size[0]) // self.patch, int(self.img_size[1]) // self.patch)
+        self.num_patches = self.grid[0] * self.grid[1]
         self.blocks = nn.Sequential(
             *[TransformerBlock(hidden_size, mlp_dim, num_heads, dropout_rate, qkv_bias,
                                use_flash_attention=use_flash_attention) for _ in range(num_layers)],
@@ -114,9 +121,11 @@ class GuidedMAE(MaskedAutoEncoderViT):
         """(B, L, P*P*C) -> (B, C, D1, D2)."""
         return unpatchify(x, self.patch, self.grid, self.in_channels)
 
-    def random_masking(self, batch: int, device, masking_ratio: float | None = None):
+    def random_masking(
+        self, batch: int, device: torch.device, masking_ratio: float | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Plain MAE masking (torch RNG): -> mask (B, L) float 1 = masked, ids_keep (B, L_keep), ids_restore (B, L)."""
-        n = self.patch_embedding.n_patches
+        n = self.num_patches
         ratio = self.masking_ratio if masking_ratio is None else masking_ratio
         len_keep = int(n * (1 - ratio))
         ids_shuffle = torch.argsort(torch.rand(batch, n, device=device), dim=1)
@@ -143,23 +152,75 @@ class GuidedMAE(MaskedAutoEncoderViT):
         x = self.decoder_blocks(torch.cat([x[:, :1], x_], dim=1))
         return self.decoder_pred(x)[:, 1:]
 
-    def forward(self, x, mask=None, ids_keep=None, ids_restore=None, masking_ratio: float | None = None):
+    def predict_patches(
+        self,
+        x: torch.Tensor,
+        mask: torch.Tensor | None = None,
+        ids_keep: torch.Tensor | None = None,
+        ids_restore: torch.Tensor | None = None,
+        masking_ratio: float | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """x (B, C, D1, D2); optional mask (B, L) (1 = masked), ids_keep (B, L_keep), ids_restore (B, L).
 
-        With none of them, masks at random like MAE. Returns pred (B, L, P*P*C), mask (B, L) float.
+        With none of them, masks at random like MAE; ids_keep alone gives the mask; a mask without both ids gives
+        the ids. Returns pred (B, L, P*P*C), mask (B, L) float.
         """
         b = x.shape[0]
         if mask is None and ids_keep is None:
             mask, ids_keep, ids_restore = self.random_masking(b, x.device, masking_ratio)
-        elif ids_keep is None or ids_restore is None:
-            if mask is None:
-                mask = torch.ones(b, self.patch_embedding.n_patches, device=x.device)
-                mask.scatter_(1, ids_keep, 0.0)
+        if mask is None:
+            assert ids_keep is not None
+            mask = torch.ones(b, self.num_patches, device=x.device).scatter_(1, ids_keep, 0.0)
+        if ids_keep is None or ids_restore is None:
             ids_keep, ids_restore = ids_from_mask(mask)
-        elif mask is None:
-            mask = torch.ones(b, self.patch_embedding.n_patches, device=x.device).scatter_(1, ids_keep, 0.0)
         latent = self.forward_encoder(x, ids_keep.long())
         return self.forward_decoder(latent, ids_restore.long()), mask.float()
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        mask: torch.Tensor | None = None,
+        ids_keep: torch.Tensor | None = None,
+        ids_restore: torch.Tensor | None = None,
+        masking_ratio: float | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """As :meth:`predict_patches`: x (B, C, D1, D2) -> pred (B, L, P*P*C), mask (B, L).
+
+        The optional arguments are annotated ``Optional``: unannotated, TorchScript types them ``Tensor`` with an
+        undefined-tensor default, folds the ``is None`` branches away and fails to serialise that default
+        ("strides() called on an undefined Tensor" at ``torch.jit.save``).
+        """
+        return self.predict_patches(x, mask, ids_keep, ids_restore, masking_ratio)
+
+
+class MAEReconstructor(GuidedMAE):
+    """GuidedMAE with the image-to-image forward of the bundle's ``inference.json`` (the model-zoo contract).
+
+    forward: x (B, C, D1, D2) in [0, 1] -> I' (B, C, D1, D2): the decoder's prediction of every patch, masked with the
+    given mask (B, L) or at random at ``masking_ratio``, de-normalised with each input patch's mean and std when
+    ``norm_pix_loss`` (as the training target), clamped to [0, 1]. Same constructor arguments and state dict as
+    GuidedMAE, plus ``norm_pix_loss``, so a trained ``model.pt`` loads strictly.
+    """
+
+    def __init__(self, *args, norm_pix_loss: bool = True, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.norm_pix_loss = bool(norm_pix_loss)
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        mask: torch.Tensor | None = None,
+        ids_keep: torch.Tensor | None = None,
+        ids_restore: torch.Tensor | None = None,
+        masking_ratio: float | None = None,
+    ) -> torch.Tensor:
+        """x (B, C, D1, D2), optional mask as GuidedMAE -> reconstruction (B, C, D1, D2) in [0, 1]."""
+        pred, _ = self.predict_patches(x, mask, ids_keep, ids_restore, masking_ratio)
+        pred = pred.float()
+        if self.norm_pix_loss:
+            mean, std = patch_stats(patchify(x.float(), self.patch))
+            pred = pred * std + mean
+        return unpatchify(pred, self.patch, self.grid, self.in_channels).clamp(0.0, 1.0)
 
 
 def _preset(**sizes):

@@ -12,13 +12,14 @@ from PIL import Image
 
 from transforms.flags import as_flag
 
-from .losses import reconstruct
-
 
 class ReconstructionWriter:
-    """At each iteration of an evaluator whose network is a GuidedMAE, writes recon_{i:05d}.png per image:
-    [input | masked input | reconstruction I' | I' with the visible patches pasted back], rows = y; and index.csv
-    (i, source image, frame). Refuses to replace an existing file unless overwrite=True.
+    """At each iteration of an evaluator whose network is a ``scripts.mae.MAEReconstructor`` given the batch's
+    ``mask``, writes recon_{i:05d}.png per image: [input | masked input | reconstruction I' | I' with the visible
+    patches pasted back], rows = y; and index.csv (i, source image, frame). Refuses to replace an existing file
+    unless overwrite=True.
+
+    Reads ``output["image"]`` (B, 1, D1, D2), ``output["pred"]`` = I' (B, 1, D1, D2) and ``batch[mask_key]`` (B, L).
 
     Args:
         output_dir: folder for the PNGs.
@@ -26,9 +27,9 @@ class ReconstructionWriter:
         datalist: the evaluator's data list, in loader order (for index.csv).
     """
 
-    def __init__(self, output_dir, patch_size: int, datalist=(), overwrite: bool = False, norm_pix_loss: bool = True):
+    def __init__(self, output_dir, patch_size: int, datalist=(), overwrite: bool = False, mask_key: str = "mask"):
         self.dir, self.patch, self.datalist = Path(output_dir), int(patch_size), list(datalist)
-        self.overwrite, self.norm_pix_loss = as_flag(overwrite, "overwrite"), norm_pix_loss
+        self.overwrite, self.mask_key = as_flag(overwrite, "overwrite"), mask_key
         self.count = 0
 
     def attach(self, engine: Engine) -> None:
@@ -46,8 +47,8 @@ class ReconstructionWriter:
     def __call__(self, engine: Engine) -> None:
         out = engine.state.output
         imgs = torch.as_tensor(out["image"]).float().cpu()
-        pred, mask = (t.detach().float().cpu() for t in out["pred"])
-        recon = reconstruct(imgs, pred, self.patch, self.norm_pix_loss)
+        recon = torch.as_tensor(out["pred"]).detach().float().cpu()
+        mask = torch.as_tensor(engine.state.batch[self.mask_key]).float().cpu()
         grid = (imgs.shape[-2] // self.patch, imgs.shape[-1] // self.patch)
         pixel_mask = mask.reshape(-1, 1, *grid).repeat_interleave(self.patch, 2).repeat_interleave(self.patch, 3)
         pasted = imgs * (1 - pixel_mask) + recon * pixel_mask

@@ -115,6 +115,9 @@ def write_dicom_seg(
         device_serial_number="0",
         omit_empty_frames=False,
     )
+    # General Image Patient Orientation (type 2C, required without a Frame of Reference): the SEG's pixel matrix is
+    # the source's, so the source's value applies; empty when the source has none.
+    seg.PatientOrientation = source.get("PatientOrientation") or None
     if multiframe_iod:
         shared = seg.SharedFunctionalGroupsSequence[0]
         if "PixelMeasuresSequence" in shared and "PixelSpacing" not in shared.PixelMeasuresSequence[0]:
