@@ -24,6 +24,7 @@ import logging
 import os
 import types
 from collections import defaultdict
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -79,6 +80,13 @@ def frame_key(entry: dict) -> str:
     return f"{path}|{size}|{mtime}|{entry.get('frame')}"
 
 
+def _read_error(err: BaseException | None) -> AngiogramReadError | None:
+    """The AngiogramReadError behind `err` (Compose wraps a transform's error in a RuntimeError), or None."""
+    while err is not None and not isinstance(err, AngiogramReadError):
+        err = err.__cause__ or err.__context__
+    return err
+
+
 @contextmanager
 def _locked(directory: Path):
     directory.mkdir(parents=True, exist_ok=True)
@@ -102,6 +110,7 @@ class FrameCacheDataset(Dataset):
             reused by later runs).
         cache_dir: folder of the disk stores (mode "disk" only).
         manifest_path: datalist manifest that receives the files rejected while caching (rank 0 writes it).
+        workers: threads computing frames in each process (vesselness and decoding release the GIL).
         progress: log the build's progress about every 10%.
 
     Attributes:
@@ -110,14 +119,14 @@ class FrameCacheDataset(Dataset):
     """
 
     def __init__(self, data, transform, spatial_size, mode: str = "ram", cache_dir=None, manifest_path=None,
-                 progress: bool = True):
+                 workers: int = 1, progress: bool = True):
         if mode not in MODES:
             raise ValueError(f"cache mode must be one of {MODES}, got {mode!r}")
         if mode == "disk" and not cache_dir:
             raise ValueError("cache mode 'disk' needs a cache_dir")
         self.data, self.transform = list(data), transform
         self.shape = tuple(int(s) for s in spatial_size)
-        self.progress = progress
+        self.progress, self.workers = progress, int(workers)
         self.computed: list[int] = []
         self.rejected: dict[int, str] = {}
         keys = [frame_key(e) for e in self.data]
@@ -130,8 +139,11 @@ class FrameCacheDataset(Dataset):
         """Encoded row of entry `index`, or None (reason kept in self.rejected) when its file fails to load."""
         try:
             out = self.transform(dict(self.data[index]))
-        except AngiogramReadError as err:
-            self.rejected[index] = err.reason
+        except Exception as err:
+            cause = _read_error(err)
+            if cause is None:
+                raise
+            self.rejected[index] = cause.reason
             return None
         arrays = [np.asarray(torch.as_tensor(out[k]).detach().cpu()) for k in FIELDS]
         if any(a.shape != (1, *self.shape) for a in arrays):
@@ -142,10 +154,12 @@ class FrameCacheDataset(Dataset):
 
     def _run(self, todo, write) -> None:
         step = max(1, len(todo) // 10)
-        for n, index in enumerate(todo, 1):
-            write(index, self._compute(index))
-            if self.progress and (n % step == 0 or n == len(todo)):
-                logger.info("frame cache: %d/%d frames computed by this rank", n, len(todo))
+        with ThreadPoolExecutor(max(1, self.workers)) as pool:
+            rows = pool.map(self._compute, todo) if self.workers > 1 else map(self._compute, todo)
+            for n, (index, raw) in enumerate(zip(todo, rows), 1):
+                write(index, raw)
+                if self.progress and (n % step == 0 or n == len(todo)):
+                    logger.info("frame cache: %d/%d frames computed by this rank", n, len(todo))
 
     def _build_ram(self) -> list[int]:
         rank, world = ranks.rank_world()
