@@ -21,7 +21,7 @@ _ARCHIVE = ("every", "max_frames")
 
 
 def parse_frame_policy(policy):
-    """"all" | "max_contrast" | int | ("every", K) | ("max_frames", N) from any accepted spelling.
+    """"all" | "max_contrast" | int | ("every", K) | ("max_frames", N) from any accepted spelling (also the pair).
 
     Raises:
         ValueError: an unknown policy or a count below 1.
@@ -29,6 +29,8 @@ def parse_frame_policy(policy):
     if isinstance(policy, str) and ":" in policy:
         name, _, value = policy.partition(":")
         policy = {name.strip(): value.strip()}
+    if isinstance(policy, (list, tuple)) and len(policy) == 2 and policy[0] in _ARCHIVE:
+        policy = {policy[0]: policy[1]}
     if isinstance(policy, dict):
         if len(policy) != 1 or next(iter(policy)) not in _ARCHIVE:
             raise ValueError(f"frame_policy must be one of {{'every': K}}, {{'max_frames': N}}, got {policy!r}")
