@@ -61,7 +61,8 @@ def test_rerun_reuses_results_of_unchanged_files(archive, tmp_path, counted):
     assert len(counted) == 6, "another frame policy is another check"
 
 
-def test_parallel_check_gives_the_same_datalist(archive, tmp_path):
+def test_parallel_check_gives_the_same_datalist(archive, tmp_path, monkeypatch):
+    monkeypatch.setattr(check_cache, "_MIN_FILES_PER_WORKER", 1)
     serial = build_datalist(archive, frame_policy="max_frames:5", manifest_path=tmp_path / "a.json")
     parallel = build_datalist(archive, frame_policy="max_frames:5", workers=2, manifest_path=tmp_path / "b.json")
     assert parallel == serial

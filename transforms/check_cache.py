@@ -17,6 +17,8 @@ from .errors import AngiogramReadError
 
 __all__ = ["check_one", "check_files", "CheckCache"]
 
+_MIN_FILES_PER_WORKER = 8  # below this a pool costs more (forking a process that imported torch) than it saves
+
 
 def check_one(path, decode: str, frame_policy) -> dict:
     """{"frames", "usable_frames", "selected"} of one file, or {"reason"} when it cannot be used."""
@@ -71,12 +73,12 @@ class CheckCache:
 
 def check_files(paths, decode: str, frame_policy, workers: int = 1, cache: CheckCache | None = None) -> list[dict]:
     """check_one for every path, in order; reused from `cache` where the file is unchanged, else in `workers`
-    processes (forked; 0 or 1 runs in this process). Returns one result dict per path."""
+    processes (forked, when there are at least 8 files per process; else in this process). Returns one result dict per path."""
     cache = cache or CheckCache(None, [])
     keys = [CheckCache.key(p, decode, frame_policy) for p in paths]
     todo = [i for i, k in enumerate(keys) if not k or k not in cache.results]
     args = [(str(paths[i]), decode, frame_policy) for i in todo]
-    if workers > 1 and len(todo) > 1:
+    if workers > 1 and len(todo) >= _MIN_FILES_PER_WORKER * workers:
         context = multiprocessing.get_context("fork")
         with ProcessPoolExecutor(min(workers, len(todo)), mp_context=context) as pool:
             fresh = list(pool.map(_check_star, args, chunksize=max(1, len(todo) // (8 * workers))))

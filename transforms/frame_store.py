@@ -19,6 +19,7 @@ import os
 from pathlib import Path
 
 import numpy as np
+import torch
 
 __all__ = ["FIELDS", "row_bytes", "encode_row", "decode_row", "RamRows", "DiskRows"]
 
@@ -51,7 +52,8 @@ def decode_row(raw: dict[str, bytes | np.ndarray], shape) -> dict[str, np.ndarra
     """The three stored fields of one row -> {field: (1, W, H) float32}; the image in [0, 1], the mask in {0, 1}."""
     pixels = int(np.prod(shape))
     image = np.frombuffer(raw["image"], dtype=np.uint16).astype(np.float32) * np.float32(1.0 / 65535.0)
-    vesselness = np.frombuffer(raw["vesselness"], dtype=np.float16).astype(np.float32)
+    half = np.frombuffer(raw["vesselness"], dtype=np.float16).copy()
+    vesselness = torch.from_numpy(half).float().numpy()  # torch converts fp16 about 10x faster than numpy
     mask = np.unpackbits(np.frombuffer(raw["vessel_mask"], dtype=np.uint8), count=pixels).astype(np.float32)
     return {k: v.reshape(1, *shape) for k, v in zip(FIELDS, (image, vesselness, mask))}
 
