@@ -17,7 +17,7 @@ from .errors import AngiogramReadError
 
 __all__ = ["check_one", "check_files", "CheckCache"]
 
-_MIN_FILES_PER_WORKER = 8  # below this a pool costs more (forking a process that imported torch) than it saves
+_MIN_FILES_PER_WORKER = 32  # below this a pool costs more (forking a process that imported torch) than it saves
 
 
 def check_one(path, decode: str, frame_policy) -> dict:
@@ -73,7 +73,7 @@ class CheckCache:
 
 def check_files(paths, decode: str, frame_policy, workers: int = 1, cache: CheckCache | None = None) -> list[dict]:
     """check_one for every path, in order; reused from `cache` where the file is unchanged, else in `workers`
-    processes (forked, when there are at least 8 files per process; else in this process). Returns one result dict per path."""
+    processes (forked, when there are at least 32 files per process; else in this process). Returns one result dict per path."""
     cache = cache or CheckCache(None, [])
     keys = [CheckCache.key(p, decode, frame_policy) for p in paths]
     todo = [i for i, k in enumerate(keys) if not k or k not in cache.results]

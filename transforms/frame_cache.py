@@ -165,15 +165,21 @@ class FrameCacheDataset(Dataset):
         rank, world = ranks.rank_world()
         self.store = RamRows(self.shape, len(self.data))
         mine = {}
-        self._run(range(rank, len(self.data), world), mine.__setitem__)
-        shared = [(mine, self.rejected)]
+
+        def write(index, raw):
+            if raw is not None:
+                self.store.write(index, raw)
+                if world > 1:
+                    mine[index] = raw
+
+        self._run(range(rank, len(self.data), world), write)
         if world > 1:
             shared = [None] * world
             torch.distributed.all_gather_object(shared, (mine, self.rejected))
-        for rows, rejected in shared:
-            self.rejected.update(rejected)
-            for index, raw in rows.items():
-                if raw is not None:
+            mine.clear()
+            for rows, rejected in shared:
+                self.rejected.update(rejected)
+                for index, raw in rows.items():
                     self.store.write(index, raw)
         return list(range(len(self.data)))
 
