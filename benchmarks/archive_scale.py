@@ -167,7 +167,7 @@ def child(args: list[str], torchrun: bool = False):
     with tempfile.NamedTemporaryFile(suffix=".json") as out:
         head = [sys.executable] + (["-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"] if torchrun else [])
         env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
-        proc = subprocess.run(head + [__file__, "--out", out.name, *args], capture_output=True, text=True, env=env)
+        proc = subprocess.run(head + [__file__, "--out", out.name, *args], capture_output=True, text=True, env=env, check=False)
         if proc.returncode != 0:
             raise RuntimeError(f"worker {args} failed:\n{proc.stderr[-4000:]}")
         return json.loads(Path(out.name).read_text())

@@ -29,18 +29,19 @@ from monai.networks.nets import MaskedAutoEncoderViT
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "bundles" / "vasomim_pretrain"))
-from scripts import mae as mae_lib  # noqa: E402
-from scripts.losses import VasoMIMLoss  # noqa: E402
+from scripts import mae as mae_lib
+from scripts.losses import VasoMIMLoss
 
-from transforms import AnatomyGuidedMask, LoadAngiogram, frangi  # noqa: E402
+from transforms import AnatomyGuidedMask, LoadAngiogram, frangi
 
 CINE = REPO / "sample_data" / "xa_cine" / "XA_coronary_cine_96frames_jpeg_baseline.dcm"
 DTYPES = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 MODELS = {
-    "tiny": dict(img_size=64, patch_size=16, hidden_size=32, mlp_dim=64, num_layers=2, num_heads=2,
-                 decoder_hidden_size=32, decoder_mlp_dim=64, decoder_num_layers=1, decoder_num_heads=2),
-    "cpu-preset": dict(img_size=128, patch_size=16, hidden_size=192, mlp_dim=768, num_layers=6, num_heads=3,
-                       decoder_hidden_size=128, decoder_mlp_dim=512, decoder_num_layers=2, decoder_num_heads=4),
+    "tiny": {"img_size": 64, "patch_size": 16, "hidden_size": 32, "mlp_dim": 64, "num_layers": 2, "num_heads": 2,
+             "decoder_hidden_size": 32, "decoder_mlp_dim": 64, "decoder_num_layers": 1, "decoder_num_heads": 2},
+    "cpu-preset": {"img_size": 128, "patch_size": 16, "hidden_size": 192, "mlp_dim": 768, "num_layers": 6,
+                   "num_heads": 3, "decoder_hidden_size": 128, "decoder_mlp_dim": 512, "decoder_num_layers": 2,
+                   "decoder_num_heads": 4},
     "vit-b16": dict(mae_lib.PRESETS["vit_base_patch16"], img_size=224),
 }
 
@@ -86,7 +87,7 @@ def check_throughput(sizes, batch, device, autocast, repeats, timed):
     plain = VasoMIMLoss(None, p, use_cons=False)
     nets = {"ours": mae_lib.GuidedMAE(**sizes).to(device),
             "monai": MaskedAutoEncoderViT(in_channels=1, spatial_dims=2, qkv_bias=True, **sizes).to(device)}
-    loss = lambda x, pred, m: plain(x, pred, m)["loss"]  # noqa: E731
+    loss = lambda x, pred, m: plain(x, pred, m)["loss"]
     steps = {k: train_step(n, torch.optim.AdamW(n.parameters(), lr=1e-4, fused=True), x, loss, autocast)
              for k, n in nets.items()}
     peer = "MONAI MAE"
@@ -117,7 +118,7 @@ def check_frangi(size, batch, device, repeats, timed):
     torch_threads = torch.get_num_threads()
     med = interleaved({"ours": ours}, repeats, timed)
     torch.set_num_threads(1)
-    sk = statistics.median(timed(lambda: sk_frangi(frames[i % batch], sigmas=sigmas)) for i in range(max(2, repeats)))
+    sk = statistics.median(timed(lambda i=i: sk_frangi(frames[i % batch], sigmas=sigmas)) for i in range(max(2, repeats)))
     torch.set_num_threads(torch_threads)
     per_img = med["ours"] / batch
     print(f"SUMMARY frangi: ours {per_img * 1e3:.2f} ms/img on {device.type} ({size}^2, batch {batch}), skimage "
@@ -150,6 +151,7 @@ def check_guidance(sizes, batch, device, autocast, repeats, timed):
 def check_pipeline(img, items, timed):
     sys.path.insert(0, str(REPO / "benchmarks"))
     import archive_scale
+
     from transforms import build_datalist
 
     archive_scale.WORKING, archive_scale.IMG = max(64, img * 8 // 7), img
@@ -158,7 +160,10 @@ def check_pipeline(img, items, timed):
     with tempfile.TemporaryDirectory() as cache_dir:
         caches = {"ours": archive_scale.make_cache("disk", datalist, cache_dir),
                   "today": archive_scale.make_cache("today", datalist, None)}
-        fns = {k: (lambda c=c: [pre(c[i % len(c)]) for i in range(items)]) for k, c in caches.items()}
+        def passes(cache):
+            return lambda: [pre(cache[i % len(cache)]) for i in range(items)]
+
+        fns = {k: passes(c) for k, c in caches.items()}
         med = interleaved(fns, 3, timed)
     print(f"SUMMARY data_pipeline: ours {items / med['ours']:.0f} img/s per worker, today's CacheDataset "
           f"{items / med['today']:.0f} img/s, ratio {med['today'] / med['ours']:.2f}x today's speed (img {img}, "

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-import transforms.check_cache as check_cache
+from transforms import check_cache
 from transforms.dataset_check import build_datalist
 from transforms.frame_policy import parse_frame_policy, select_archive_frames
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from .errors import AngiogramReadError
 
-__all__ = ["check_one", "check_files", "CheckCache"]
+__all__ = ["CheckCache", "check_files", "check_one"]
 
 _MIN_FILES_PER_WORKER = 32  # below this a pool costs more (forking a process that imported torch) than it saves
 

@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 
 from . import _dicom
-from .errors import AngiogramReadError
 from .check_cache import CheckCache, check_files
+from .errors import AngiogramReadError
 from .frame_policy import parse_frame_policy
 from .io import iter_candidate_files
 

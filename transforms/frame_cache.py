@@ -36,7 +36,7 @@ from . import ranks
 from .errors import AngiogramReadError
 from .frame_store import FIELDS, STATE_DONE, STATE_PENDING, DiskRows, RamRows, encode_row
 
-__all__ = ["FrameCacheDataset", "transform_fingerprint", "frame_key"]
+__all__ = ["FrameCacheDataset", "frame_key", "transform_fingerprint"]
 
 logger = logging.getLogger("transforms.frame_cache")
 FORMAT_VERSION = 1

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-__all__ = ["FIELDS", "row_bytes", "encode_row", "decode_row", "RamRows", "DiskRows"]
+__all__ = ["FIELDS", "DiskRows", "RamRows", "decode_row", "encode_row", "row_bytes"]
 
 FIELDS = ("image", "vesselness", "vessel_mask")
 STATE_PENDING, STATE_DONE, STATE_BAD = 0, 1, 2

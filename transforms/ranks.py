@@ -9,7 +9,7 @@ import socket
 
 import torch.distributed as dist
 
-__all__ = ["rank_world", "machine_group", "barrier", "rank0_result", "build_datalist_once"]
+__all__ = ["barrier", "build_datalist_once", "machine_group", "rank0_result", "rank_world"]
 
 
 def _active() -> bool:
@@ -48,7 +48,7 @@ def rank0_result(fn, *args, **kwargs):
     if dist.get_rank() == 0:
         try:
             box[0] = ("ok", fn(*args, **kwargs))
-        except Exception as err:  # re-raised on every rank below
+        except Exception as err:  # noqa: BLE001 - re-raised on every rank below
             box[0] = ("error", err)
     dist.broadcast_object_list(box, src=0)
     status, value = box[0]
