@@ -57,6 +57,8 @@ def test_rerun_reuses_results_of_unchanged_files(archive, tmp_path, counted):
     assert len(build_datalist(archive, check_cache_dir=cache)) == 4 + 96 + 1
     assert sorted(counted) == ["1.dcm", "new.dcm"]
     counted.clear()
+    build_datalist(archive, check_cache_dir=cache)
+    assert counted == [], "the new and the changed file's results must have been kept"
     build_datalist(archive, frame_policy="every:8", check_cache_dir=cache)
     assert len(counted) == 6, "another frame policy is another check"
 

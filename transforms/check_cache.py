@@ -51,6 +51,7 @@ class CheckCache:
                     self.results = json.loads(self.path.read_text())
                 except ValueError:
                     self.results = {}
+        self._loaded = set(self.results)
 
     @staticmethod
     def key(path, decode: str, frame_policy) -> str:
@@ -61,8 +62,9 @@ class CheckCache:
         return f"{os.path.abspath(path)}|{st.st_size}|{st.st_mtime_ns}|{decode}|{json.dumps(frame_policy)}"
 
     def save(self, keys) -> None:
-        """Keeps the results of `keys` only (files no longer listed are forgotten) and writes them atomically."""
-        if self.path is None:
+        """Keeps the results of `keys` only (files no longer listed are forgotten) and writes them atomically;
+        nothing is written when that changes nothing."""
+        if self.path is None or set(keys) == self._loaded:
             return
         self.path.parent.mkdir(parents=True, exist_ok=True)
         kept = {k: self.results[k] for k in keys if k in self.results}
