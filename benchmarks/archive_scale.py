@@ -26,6 +26,7 @@ import argparse
 import json
 import os
 import resource
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -56,13 +57,16 @@ def parsed(ids, **overrides):
     return [parser.get_parsed_content(i) for i in ids]
 
 
-def make_cache(kind, datalist, cache_dir):
+def make_cache(kind, datalist, cache_dir, stand_in=False):
     from monai.data import CacheDataset
-    from monai.transforms import Compose
+    from monai.transforms import Compose, CopyItemsd
 
+    from transforms import FrangiVesselnessd
     from transforms.frame_cache import FrameCacheDataset
 
     (det,) = parsed(["deterministic_transforms"])
+    if stand_in:
+        det = [CopyItemsd("image", names="vesselness") if isinstance(t, FrangiVesselnessd) else t for t in det]
     if kind == "today":
         return CacheDataset(datalist, Compose(det), cache_rate=1.0, num_workers=1, progress=False)
     mode = "ram" if kind == "ram" else "disk"
@@ -110,17 +114,26 @@ def worker_pipeline(cache_dir):
 
 
 def worker_check(kind, root, cache_dir, workers):
+    """today: one check; first: one check with the results cache emptied first; rerun: median of 5 checks."""
+    import shutil
+    import statistics
+
     from transforms import build_datalist
 
-    start = time.perf_counter()
-    if kind == "today":
-        n = len(build_datalist(root))
-    else:
-        n = len(build_datalist(root, workers=workers, check_cache_dir=cache_dir))
-    return {"seconds": time.perf_counter() - start, "entries": n}
+    def once():
+        start = time.perf_counter()
+        if kind == "today":
+            build_datalist(root)
+        else:
+            build_datalist(root, workers=workers, check_cache_dir=cache_dir)
+        return time.perf_counter() - start
+
+    if kind == "first":
+        shutil.rmtree(cache_dir, ignore_errors=True)
+    return {"seconds": statistics.median(once() for _ in range(5 if kind == "rerun" else 1))}
 
 
-def worker_ranks(kind, root, cache_dir, workers, started):
+def worker_ranks(kind, root, cache_dir, workers, started, stand_in=False):
     """Under torchrun: the 2-rank data path of `kind` ("today" or "disk")."""
     import torch.distributed as dist
     from monai.data import DataLoader, Dataset, DistributedSampler
@@ -134,7 +147,7 @@ def worker_ranks(kind, root, cache_dir, workers, started):
     else:
         datalist = build_datalist_once(root=root, workers=workers, check_cache_dir=cache_dir)
     t_cache = time.time()
-    cache = make_cache(kind, datalist, cache_dir)
+    cache = make_cache(kind, datalist, cache_dir, stand_in)
     dist.barrier()
     build_s = time.time() - t_cache
     (pre,) = parsed(["train#preprocessing"])
@@ -185,26 +198,33 @@ def run_n(n, args, scratch, today_kib, today_peak):
     files = sum(1 for _ in root.rglob("*.dcm"))
     print(f"\n== N = {n} frames ({files} JPEG files of <= 60 frames)", flush=True)
     common = ["--root", str(root), "--cache", str(cache), "--check-workers", str(args.check_workers)]
-    today = child(["--worker", "check", "--kind", "today", *common])["seconds"]
-    first = child(["--worker", "check", "--kind", "ours", *common])["seconds"]
-    rerun = child(["--worker", "check", "--kind", "ours", *common])["seconds"]
-    ratio(f"N={n} datalist check, first run (s, {args.check_workers} processes) vs today's", first, today)
-    ratio(f"N={n} datalist check, rerun (s) vs today's", rerun, today)
-    print(f"N={n} datalist check rerun / first run: {rerun / first:.4f} (goal <= 0.05)", flush=True)
-    ours = child(["--worker", "ranks", "--kind", "disk", *common], torchrun=True)
+    if args.stand_in:
+        first = today = rerun = float("nan")
+    else:
+        today, first = (statistics.median(child(["--worker", "check", "--kind", k, *common])["seconds"]
+                                          for _ in range(3)) for k in ("today", "first"))
+        rerun = child(["--worker", "check", "--kind", "rerun", *common])["seconds"]
+        ratio(f"N={n} datalist check, first run (s, median of 3 fresh processes, {args.check_workers} workers) vs "
+              "today's", first, today)
+        ratio(f"N={n} datalist check, rerun (s, median of 5) vs today's", rerun, today)
+        print(f"N={n} datalist check rerun / first run: {rerun / first:.4f} (goal <= 0.05)", flush=True)
+    if args.check_only:
+        return None
+    ours = child(["--worker", "ranks", "--kind", "disk", *common] + (["--stand-in"] if args.stand_in else []),
+                 torchrun=True)
     row = {"n": n, "check": [today, first, rerun], "ours": ours}
     for r in ours:
-        print(f"N={n} ours rank {r['rank']}: build {r['build_s']:.1f} s ({r['computed']} frames computed), first "
+        print(f"N={n} ours{' (stand-in vesselness)' if args.stand_in else ''} rank {r['rank']}: build {r['build_s']:.1f} s ({r['computed']} frames computed), first "
               f"batch at {r['first_batch_s']:.1f} s, {r['images_per_s']:.1f} img/s, peak RSS {r['peak_rss_mib']:.0f} MiB",
               flush=True)
-    if n <= args.today_max:
+    if n <= args.today_max and not args.stand_in:
         old = child(["--worker", "ranks", "--kind", "today", *common], torchrun=True)
         row["today"] = old
         today_peak.update(n=n, mib=max(r["peak_rss_mib"] for r in old))
         for key, name in (("build_s", "cache build (s)"), ("first_batch_s", "time to first batch (s)"),
                           ("images_per_s", "pipeline images/s per worker at 224"), ("peak_rss_mib", "peak RSS (MiB)")):
             ratio(f"N={n} {name}, mean of 2 ranks", sum(r[key] for r in ours) / 2, sum(r[key] for r in old) / 2)
-    elif today_peak:
+    elif today_peak and not args.stand_in:
         projected = today_peak["mib"] + (n - today_peak["n"]) * today_kib / 1024
         ratio(f"N={n} peak RSS per rank (MiB) vs today's projected (not run: its peak at N={today_peak['n']} + "
               f"{today_kib:.0f} KiB per further frame)", max(r["peak_rss_mib"] for r in ours), projected)
@@ -224,12 +244,17 @@ def main():
     parser.add_argument("--cache", help=argparse.SUPPRESS)
     parser.add_argument("--out", help=argparse.SUPPRESS)
     parser.add_argument("--warm", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--check-only", action="store_true", help="only the datalist check lines")
+    parser.add_argument("--stand-in", action="store_true", help="RSS-only runs: the vesselness step is replaced by a "
+                        "copy of the image (same shape and dtype, so the same store and read path) and the check, "
+                        "today's peer and the RAM-mode lines are skipped")
     args = parser.parse_args()
     if args.worker:
         started = time.time()
         result = {"ram": lambda: worker_ram_bytes(args.kind, args.cache, args.warm), "pipeline": lambda: worker_pipeline(args.cache),
                   "check": lambda: worker_check(args.kind, args.root, args.cache, args.check_workers),
-                  "ranks": lambda: worker_ranks(args.kind, args.root, args.cache, args.check_workers, started)}[
+                  "ranks": lambda: worker_ranks(args.kind, args.root, args.cache, args.check_workers, started,
+                                               args.stand_in)}[
             args.worker]()
         if result is not None:
             Path(args.out).write_text(json.dumps(result))
@@ -239,17 +264,20 @@ def main():
           f"{os.environ.get('OMP_NUM_THREADS')}", flush=True)
     with tempfile.TemporaryDirectory(dir=args.scratch) as tmp:
         scratch = Path(tmp)
-        for warm in ("cold", "warm"):
+        quick = args.stand_in or args.check_only
+        for warm in () if quick else ("cold", "warm"):
             ram = {k: child(["--worker", "ram", "--kind", k, "--cache", str(scratch / "ram_cache")]
                             + (["--warm"] if warm == "warm" else [])) for k in ("ram", "today")}
             ratio(f"bytes per cached frame at 256^2, RAM mode, {ram['ram']['frames']} embedded frames (KiB of RSS growth "
                   f"per frame, {warm}; our store itself {ram['ram']['store_kib_per_frame']:.0f} KiB/frame)",
                   ram["ram"]["kib_per_frame"], ram["today"]["kib_per_frame"], " (goal <= 0.25)")
-        rate = child(["--worker", "pipeline", "--cache", str(scratch / "pipeline_cache")])
-        ratio("data pipeline images/s per worker at 224 (augmentation + guided masking, one process, medians of 5 "
+        rate = {"ours": 1.0, "today": 1.0} if quick else child(
+            ["--worker", "pipeline", "--cache", str(scratch / "pipeline_cache")])
+        quick or ratio("data pipeline images/s per worker at 224 (augmentation + guided masking, one process, medians of 5 "
               "interleaved rounds)", rate["ours"], rate["today"])
         today_peak = {}
-        rows = [run_n(n, args, scratch, ram["today"]["kib_per_frame"], today_peak) for n in args.frames]
+        today_kib = float("nan") if quick else ram["today"]["kib_per_frame"]
+        rows = [r for r in (run_n(n, args, scratch, today_kib, today_peak) for n in args.frames) if r]
     peaks = {row["n"]: max(r["peak_rss_mib"] for r in row["ours"]) for row in rows}
     low = min(peaks, default=0)
     for n, peak in peaks.items():
