@@ -6,6 +6,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -16,6 +17,17 @@ SEG_BUNDLE = REPO / "bundles" / "vasomim_seg"
 SAMPLE = REPO / "sample_data"
 XA_CINE = SAMPLE / "xa_cine" / "XA_coronary_cine_96frames_jpeg_baseline.dcm"
 DCA = SAMPLE / "dca"
+
+TEST_CACHE = Path(tempfile.mkdtemp(prefix="vasomim-test-cache-"))
+os.environ["VASOMIM_CACHE_DIR"] = str(TEST_CACHE)
+"""The bundles' datalist-check and frame caches go here, never to the user's ~/.cache, during tests."""
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _remove_test_cache():
+    yield
+    shutil.rmtree(TEST_CACHE, ignore_errors=True)
+
 
 TINY_NET = {"img_size": 64, "patch_size": 8, "num_layers": 2, "hidden_size": 32, "mlp_dim": 64, "num_heads": 2,
             "qkv_bias": True, "base_channels": 8}

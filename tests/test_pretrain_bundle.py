@@ -2,8 +2,10 @@
 
 import json
 import os
+import re
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -145,15 +147,34 @@ def test_kill_9_mid_epoch_then_resume(data, tmp_path):
     assert (out / "models" / "model.pt").is_file()
 
 
-def test_multi_gpu_config_under_torchrun_gloo(data, tmp_path):
-    out = tmp_path / "ddp"
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "-m", "monai.bundle", "run", "training",
-           "--meta_file", str(CONFIGS / "metadata.json"), "--config_file", config_list("multi_gpu_train.json"),
-           "--dataset_dir", str(data), "--output_dir", str(out), *TINY, "--max_epochs", "2", "--batch_size", "1"]
-    proc = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=240, env=ENV)
-    assert proc.returncode == 0, proc.stderr[-6000:]
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_multi_gpu_config_on_two_torchrun_nodes_over_loopback(data, tmp_path):
+    """Two torchrun "nodes" of one rank each on 127.0.0.1 (gloo), as a user starts them on two machines
+    (docs/README: --nnodes 2 --node_rank i --rdzv_endpoint host:port), with the disk frame cache: the datalist is
+    checked by rank 0 only, each frame is cached once on the machine, each rank trains on its half."""
+    out, cache, port = tmp_path / "ddp", tmp_path / "cache", free_port()
+    env = {**ENV, "VASOMIM_CACHE_DIR": str(cache)}
+    procs = []
+    for node in (0, 1):
+        cmd = [sys.executable, "-m", "torch.distributed.run", "--nnodes=2", f"--node_rank={node}", "--nproc_per_node=1",
+               f"--rdzv_endpoint=127.0.0.1:{port}", "-m", "monai.bundle", "run", "training",
+               "--meta_file", str(CONFIGS / "metadata.json"), "--config_file", config_list("multi_gpu_train.json"),
+               "--dataset_dir", str(data), "--output_dir", str(out), *TINY, "--max_epochs", "2", "--batch_size", "1",
+               "--cache_mode", "disk", "--check_workers", "2"]
+        procs.append(subprocess.Popen(cmd, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                      env=env))
+    logs = [p.communicate(timeout=300)[0] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], logs[0][-4000:] + logs[1][-4000:]
     m = metrics(out)
     assert sorted(m) == [1, 2]
     assert all(r["iterations"] == 2 for r in m.values()), "4 images, batch 1, 2 ranks: 2 iterations per rank"
     assert (out / "models" / "model.pt").is_file()
     assert not any(k.startswith("module.") for k in torch.load(out / "models" / "model.pt", weights_only=True))
+    computed = [int(n) for log in logs for n in re.findall(r"frame cache \S+: 4 frames, (\d+) computed by this rank", log)]
+    assert sorted(computed) == [2, 2], f"each of the 4 frames must be cached once, split over the ranks: {computed}"
+    assert len(list(cache.glob("datalist_check-*.json"))) == 1 and len([d for d in cache.iterdir() if d.is_dir()]) == 1

@@ -14,8 +14,10 @@ from pathlib import Path
 import numpy as np
 
 from . import _dicom
+from .check_cache import CheckCache, check_files
 from .errors import AngiogramReadError
-from .io import iter_candidate_files, select_frames
+from .frame_policy import parse_frame_policy
+from .io import iter_candidate_files
 
 logger = logging.getLogger("transforms.dataset_check")
 
@@ -94,13 +96,16 @@ def build_datalist(
     recursive: bool = True,
     label_root=None,
     decode: str = "first",
+    workers: int = 1,
+    check_cache_dir=None,
 ) -> list[dict]:
     """Checks every candidate file under `root` and returns the data list of the usable ones.
 
     Args:
         root: a folder (walked recursively unless recursive=False), a file, or a list of them.
-        frame_policy: "all" (one entry per frame), an int (that frame of each multi-frame file) or "max_contrast"
-            (the darkest frame of each file); see transforms.io.select_frames. Single-frame files give frame None.
+        frame_policy: "all" (one entry per frame), an int (that frame of each multi-frame file), "max_contrast"
+            (the darkest frame of each file), "every:K" (every K-th frame) or "max_frames:N" (at most N frames per
+            file, evenly spaced); see transforms.frame_policy. Single-frame files give frame None.
         strict: raise AngiogramReadError (naming the first rejected file) after the check if any file was rejected.
         manifest_path: where to write the JSON manifest (accepted files with frame counts, rejected files with
             reasons); a folder gets `datalist_manifest.json` inside it; None writes nothing.
@@ -108,18 +113,26 @@ def build_datalist(
         label_root: when given, each image needs a label with the same relative path and stem (png/tif/gif/...)
             under it, added as "label"; images without one are rejected.
         decode: "first" decodes one frame per file; "all" decodes every frame and leaves constant frames out.
+        workers: processes checking files in parallel (1: in this process).
+        check_cache_dir: folder where each file's result is remembered under its path, size and mtime, so that a
+            rerun only re-checks new or changed files; None remembers nothing.
     Returns:
         [{"image": str, "frame": int | None[, "label": str]}, ...] in sorted file order.
     Raises:
         AngiogramReadError when nothing usable is found, or in strict mode when any file is rejected.
     """
     log = logger or globals()["logger"]
+    policy = parse_frame_policy(frame_policy)
+    policy = list(policy) if isinstance(policy, tuple) else int(policy) if isinstance(policy, np.integer) else policy
     accepted, rejected, datalist = [], [], []
     roots = [Path(r) for r in ([root] if isinstance(root, (str, Path)) else root)]
-    for path in iter_candidate_files(root, recursive):
+    paths = iter_candidate_files(root, recursive)
+    results = check_files(paths, decode, policy, workers, CheckCache(check_cache_dir, roots))
+    for path, info in zip(paths, results):
         try:
-            info = inspect_angiogram_file(path, decode)
-            frames = select_frames(path, info["frames"], frame_policy)
+            if "reason" in info:
+                raise AngiogramReadError(path, info["reason"])
+            frames = info["selected"]
             if decode == "all" and frames != [None]:
                 frames = [f for f in frames if f in set(info["usable_frames"])]
             entry = {"image": str(path)}
@@ -158,7 +171,7 @@ def _write_manifest(manifest_path, root, frame_policy, accepted, rejected):
     path.parent.mkdir(parents=True, exist_ok=True)
     manifest = {
         "root": [str(r) for r in root] if isinstance(root, (list, tuple)) else str(root),
-        "frame_policy": frame_policy if isinstance(frame_policy, str) else int(np.int64(frame_policy)),
+        "frame_policy": frame_policy if isinstance(frame_policy, (str, dict)) else int(np.int64(frame_policy)),
         "accepted": accepted,
         "rejected": rejected,
         "counts": {"accepted_files": len(accepted), "rejected_files": len(rejected),

@@ -1,0 +1,203 @@
+"""The four pretraining speed checks on any device and precision, each against its peer in the same run:
+
+    throughput     one training step of our GuidedMAE vs MONAI's MaskedAutoEncoderViT (same sizes, batch, fused AdamW);
+    frangi         transforms.frangi on the device vs skimage.filters.frangi (CPU, one thread) on real cine frames;
+    guidance       guided masking + L_cons step vs a plain random-mask MAE step (same model and optimizer);
+    data pipeline  augmentation + guided masking at the training size from the FrameCacheDataset (disk store) vs
+                   today's float32 CacheDataset, on the embedded frames (CPU; what feeds the device).
+Steps run under torch.autocast(dtype) when --dtype is bf16 or fp16. Medians over interleaved repeats. The CPU preset
+(ViT 192-d/6 layers at 128) is the model by default; --model vit-b16 the paper's ViT-B/16 at 224; --tiny shrinks
+everything (ViT 32-d/2 layers at 64, 2 repeats, 64-pixel Frangi) so that CI runs it on CPU in seconds. Each check
+prints one SUMMARY line.
+
+    python benchmarks/device_bench.py [--device cuda] [--dtype bf16] [--model vit-b16] [--tiny]
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from monai.networks.nets import MaskedAutoEncoderViT
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "bundles" / "vasomim_pretrain"))
+from scripts import mae as mae_lib
+from scripts.losses import VasoMIMLoss
+
+from transforms import AnatomyGuidedMask, LoadAngiogram, frangi
+
+CINE = REPO / "sample_data" / "xa_cine" / "XA_coronary_cine_96frames_jpeg_baseline.dcm"
+DTYPES = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+MODELS = {
+    "tiny": {"img_size": 64, "patch_size": 16, "hidden_size": 32, "mlp_dim": 64, "num_layers": 2, "num_heads": 2,
+             "decoder_hidden_size": 32, "decoder_mlp_dim": 64, "decoder_num_layers": 1, "decoder_num_heads": 2},
+    "cpu-preset": {"img_size": 128, "patch_size": 16, "hidden_size": 192, "mlp_dim": 768, "num_layers": 6,
+                   "num_heads": 3, "decoder_hidden_size": 128, "decoder_mlp_dim": 512, "decoder_num_layers": 2,
+                   "decoder_num_heads": 4},
+    "vit-b16": dict(mae_lib.PRESETS["vit_base_patch16"], img_size=224),
+}
+
+
+def timer(device):
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+
+    def timed(fn):
+        sync()
+        start = time.perf_counter()
+        fn()
+        sync()
+        return time.perf_counter() - start
+
+    return timed
+
+
+def interleaved(fns: dict, repeats: int, timed) -> dict:
+    for fn in fns.values():
+        fn()
+    times = {k: [] for k in fns}
+    for _ in range(repeats):
+        for k, fn in fns.items():
+            times[k].append(timed(fn))
+    return {k: statistics.median(v) for k, v in times.items()}
+
+
+def train_step(net, opt, x, loss_fn, autocast, mask=None):
+    def step():
+        opt.zero_grad(set_to_none=True)
+        with autocast():
+            pred, m = net(x, mask=mask) if mask is not None else net(x)
+            loss = loss_fn(x, pred, m)
+        loss.backward()
+        opt.step()
+
+    return step
+
+
+def check_throughput(sizes, batch, device, autocast, repeats, timed):
+    x = torch.rand(batch, 1, sizes["img_size"], sizes["img_size"], device=device)
+    p = sizes["patch_size"]
+    plain = VasoMIMLoss(None, p, use_cons=False)
+    nets = {"ours": mae_lib.GuidedMAE(**sizes).to(device),
+            "monai": MaskedAutoEncoderViT(in_channels=1, spatial_dims=2, qkv_bias=True, **sizes).to(device)}
+    loss = lambda x, pred, m: plain(x, pred, m)["loss"]
+    steps = {k: train_step(n, torch.optim.AdamW(n.parameters(), lr=1e-4, fused=True), x, loss, autocast)
+             for k, n in nets.items()}
+    peer = "MONAI MAE"
+    try:
+        steps["monai"]()
+    except RuntimeError as err:
+        peer = f"MONAI MAE in fp32 (under autocast it fails: {str(err).splitlines()[0][:70]})"
+        steps["monai"] = train_step(nets["monai"], torch.optim.AdamW(nets["monai"].parameters(), lr=1e-4, fused=True),
+                                    x, loss, contextlib.nullcontext)
+    med = interleaved(steps, repeats, timed)
+    print(f"SUMMARY throughput: ours {batch / med['ours']:.1f} img/s, {peer} {batch / med['monai']:.1f} img/s, "
+          f"ratio {med['monai'] / med['ours']:.2f}x the peer's speed (img {sizes['img_size']}, batch {batch})", flush=True)
+
+
+def check_frangi(size, batch, device, repeats, timed):
+    from skimage.filters import frangi as sk_frangi
+    from skimage.transform import resize
+
+    frames = LoadAngiogram()(str(CINE))[:batch].numpy()
+    frames = np.stack([resize(f, (size, size), anti_aliasing=True) for f in frames]).astype(np.float32)
+    images = torch.from_numpy(frames)[:, None].to(device)
+    sigmas = (1, 2, 3, 4, 5)
+
+    def ours():
+        with torch.no_grad():
+            frangi(images, sigmas=sigmas)
+
+    torch_threads = torch.get_num_threads()
+    med = interleaved({"ours": ours}, repeats, timed)
+    torch.set_num_threads(1)
+    sk = statistics.median(timed(lambda i=i: sk_frangi(frames[i % batch], sigmas=sigmas)) for i in range(max(2, repeats)))
+    torch.set_num_threads(torch_threads)
+    per_img = med["ours"] / batch
+    print(f"SUMMARY frangi: ours {per_img * 1e3:.2f} ms/img on {device.type} ({size}^2, batch {batch}), skimage "
+          f"{sk * 1e3:.1f} ms/img (CPU, 1 thread), ratio 1/{sk / per_img:.1f}", flush=True)
+
+
+def check_guidance(sizes, batch, device, autocast, repeats, timed):
+    from monai.networks.nets import UNet
+
+    img, p = sizes["img_size"], sizes["patch_size"]
+    seg = UNet(2, 1, 1, channels=(16, 32, 64, 128), strides=(2, 2, 2), num_res_units=0, norm="batch").to(device)
+    net = mae_lib.GuidedMAE(**sizes).to(device)
+    opt = torch.optim.AdamW(net.parameters(), lr=1e-4, fused=True)
+    x = torch.rand(batch, 1, img, img, device=device)
+    vessel = (torch.rand(batch, 1, img, img) > 0.9).float()
+    masker = AnatomyGuidedMask(p, 0.75, beta=0.5)
+    guided, plain = VasoMIMLoss(seg, p, use_cons=True), VasoMIMLoss(None, p, use_cons=False)
+    plain_step = train_step(net, opt, x, lambda x, pred, m: plain(x, pred, m)["loss"], autocast)
+
+    def guided_step():
+        masks = torch.stack([masker(v)[0] for v in vessel]).to(device)
+        train_step(net, opt, x, lambda x, pred, m: guided(x, pred, m)["loss"], autocast, mask=masks)()
+
+    med = interleaved({"plain": plain_step, "guided": guided_step}, repeats, timed)
+    print(f"SUMMARY guidance_cost: guided + L_cons {med['guided'] * 1e3:.1f} ms vs plain MAE step "
+          f"{med['plain'] * 1e3:.1f} ms, ratio {med['guided'] / med['plain']:.2f}x (goal <= 1.15x; img {img}, "
+          f"batch {batch})", flush=True)
+
+
+def check_pipeline(img, items, timed):
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    import archive_scale
+
+    from transforms import build_datalist
+
+    archive_scale.WORKING, archive_scale.IMG = max(64, img * 8 // 7), img
+    datalist = build_datalist([CINE, REPO / "sample_data" / "dca" / "images"], frame_policy="every:8")
+    (pre,) = archive_scale.parsed(["train#preprocessing"])
+    with tempfile.TemporaryDirectory() as cache_dir:
+        caches = {"ours": archive_scale.make_cache("disk", datalist, cache_dir),
+                  "today": archive_scale.make_cache("today", datalist, None)}
+        def passes(cache):
+            return lambda: [pre(cache[i % len(cache)]) for i in range(items)]
+
+        fns = {k: passes(c) for k, c in caches.items()}
+        med = interleaved(fns, 3, timed)
+    print(f"SUMMARY data_pipeline: ours {items / med['ours']:.0f} img/s per worker, today's CacheDataset "
+          f"{items / med['today']:.0f} img/s, ratio {med['today'] / med['ours']:.2f}x today's speed (img {img}, "
+          f"augmentation + guided masking, CPU)", flush=True)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    ap.add_argument("--dtype", choices=sorted(DTYPES), default="fp32")
+    ap.add_argument("--model", choices=["cpu-preset", "vit-b16"], default="cpu-preset")
+    ap.add_argument("--batch", type=int, default=0, help="0: 64 on CUDA, 8 on CPU (2 with --tiny)")
+    ap.add_argument("--repeats", type=int, default=0, help="0: 10 (2 with --tiny)")
+    ap.add_argument("--tiny", action="store_true")
+    ap.add_argument("--only", nargs="*", default=["throughput", "frangi", "guidance", "pipeline"])
+    args = ap.parse_args()
+    device = torch.device(args.device)
+    sizes = MODELS["tiny" if args.tiny else args.model]
+    batch = args.batch or (2 if args.tiny else 64 if device.type == "cuda" else 8)
+    repeats = args.repeats or (2 if args.tiny else 10)
+    dtype = DTYPES[args.dtype]
+    autocast = (lambda: torch.autocast(device.type, dtype=dtype)) if dtype else contextlib.nullcontext
+    timed = timer(device)
+    print(f"device {device} ({torch.cuda.get_device_name(device) if device.type == 'cuda' else 'CPU'}), dtype "
+          f"{args.dtype}, model {'tiny' if args.tiny else args.model}, batch {batch}, repeats {repeats}", flush=True)
+    if "throughput" in args.only:
+        check_throughput(sizes, batch, device, autocast, repeats, timed)
+    if "frangi" in args.only:
+        check_frangi(64 if args.tiny else 512, 2 if args.tiny else 16, device, repeats, timed)
+    if "guidance" in args.only:
+        check_guidance(sizes, batch, device, autocast, repeats, timed)
+    if "pipeline" in args.only:
+        check_pipeline(sizes["img_size"], 8 if args.tiny else 200, timed)
+
+
+if __name__ == "__main__":
+    main()
