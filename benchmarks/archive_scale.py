@@ -178,9 +178,11 @@ def worker_ranks(kind, root, cache_dir, workers, started, stand_in=False):
 def child(args: list[str], torchrun: bool = False):
     """Runs this script as a worker (in a fresh process, or 2 gloo ranks) and returns its JSON result."""
     with tempfile.NamedTemporaryFile(suffix=".json") as out:
-        head = [sys.executable] + (["-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"] if torchrun else [])
+        launcher = ["-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"] if torchrun else []
+        head = [sys.executable] + launcher
         env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
-        proc = subprocess.run(head + [__file__, "--out", out.name, *args], capture_output=True, text=True, env=env, check=False)
+        proc = subprocess.run(head + [__file__, "--out", out.name, *args], capture_output=True, text=True, env=env,
+                              check=False)
         if proc.returncode != 0:
             raise RuntimeError(f"worker {args} failed:\n{proc.stderr[-4000:]}")
         return json.loads(Path(out.name).read_text())
@@ -214,8 +216,11 @@ def run_n(n, args, scratch, today_kib, today_peak):
                  torchrun=True)
     row = {"n": n, "check": [today, first, rerun], "ours": ours}
     for r in ours:
-        print(f"N={n} ours{' (stand-in vesselness)' if args.stand_in else ''} rank {r['rank']}: build {r['build_s']:.1f} s ({r['computed']} frames computed), first "
-              f"batch at {r['first_batch_s']:.1f} s, {r['images_per_s']:.1f} img/s, peak RSS {r['peak_rss_mib']:.0f} MiB",
+        stand_in = " (stand-in vesselness)" if args.stand_in else ""
+        print(f"N={n} ours{stand_in} rank {r['rank']}: build {r['build_s']:.1f} s ({r['computed']} frames computed), "
+              "first "
+              f"batch at {r['first_batch_s']:.1f} s, {r['images_per_s']:.1f} img/s, "
+              f"peak RSS {r['peak_rss_mib']:.0f} MiB",
               flush=True)
     if n <= args.today_max and not args.stand_in:
         old = child(["--worker", "ranks", "--kind", "today", *common], torchrun=True)
@@ -251,7 +256,8 @@ def main():
     args = parser.parse_args()
     if args.worker:
         started = time.time()
-        result = {"ram": lambda: worker_ram_bytes(args.kind, args.cache, args.warm), "pipeline": lambda: worker_pipeline(args.cache),
+        result = {"ram": lambda: worker_ram_bytes(args.kind, args.cache, args.warm),
+                  "pipeline": lambda: worker_pipeline(args.cache),
                   "check": lambda: worker_check(args.kind, args.root, args.cache, args.check_workers),
                   "ranks": lambda: worker_ranks(args.kind, args.root, args.cache, args.check_workers, started,
                                                args.stand_in)}[
@@ -268,12 +274,14 @@ def main():
         for warm in () if quick else ("cold", "warm"):
             ram = {k: child(["--worker", "ram", "--kind", k, "--cache", str(scratch / "ram_cache")]
                             + (["--warm"] if warm == "warm" else [])) for k in ("ram", "today")}
-            ratio(f"bytes per cached frame at 256^2, RAM mode, {ram['ram']['frames']} embedded frames (KiB of RSS growth "
-                  f"per frame, {warm}; our store itself {ram['ram']['store_kib_per_frame']:.0f} KiB/frame)",
+            ratio(f"bytes per cached frame at 256^2, RAM mode, {ram['ram']['frames']} embedded frames "
+                  f"(KiB of RSS growth per frame, {warm}; our store itself "
+                  f"{ram['ram']['store_kib_per_frame']:.0f} KiB/frame)",
                   ram["ram"]["kib_per_frame"], ram["today"]["kib_per_frame"], " (goal <= 0.25)")
         rate = {"ours": 1.0, "today": 1.0} if quick else child(
             ["--worker", "pipeline", "--cache", str(scratch / "pipeline_cache")])
-        quick or ratio("data pipeline images/s per worker at 224 (augmentation + guided masking, one process, medians of 5 "
+        quick or ratio("data pipeline images/s per worker at 224 (augmentation + guided masking, one process, "
+                       "medians of 5 "
               "interleaved rounds)", rate["ours"], rate["today"])
         today_peak = {}
         today_kib = float("nan") if quick else ram["today"]["kib_per_frame"]

@@ -29,10 +29,9 @@ from monai.networks.nets import MaskedAutoEncoderViT
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "bundles" / "vasomim_pretrain"))
-from scripts import mae as mae_lib
-from scripts.losses import VasoMIMLoss
-
-from transforms import AnatomyGuidedMask, LoadAngiogram, frangi
+from scripts import mae as mae_lib  # noqa: E402
+from scripts.losses import VasoMIMLoss  # noqa: E402
+from transforms import AnatomyGuidedMask, LoadAngiogram, frangi  # noqa: E402
 
 CINE = REPO / "sample_data" / "xa_cine" / "XA_coronary_cine_96frames_jpeg_baseline.dcm"
 DTYPES = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
@@ -87,7 +86,9 @@ def check_throughput(sizes, batch, device, autocast, repeats, timed):
     plain = VasoMIMLoss(None, p, use_cons=False)
     nets = {"ours": mae_lib.GuidedMAE(**sizes).to(device),
             "monai": MaskedAutoEncoderViT(in_channels=1, spatial_dims=2, qkv_bias=True, **sizes).to(device)}
-    loss = lambda x, pred, m: plain(x, pred, m)["loss"]
+    def loss(x, pred, m):
+        return plain(x, pred, m)["loss"]
+
     steps = {k: train_step(n, torch.optim.AdamW(n.parameters(), lr=1e-4, fused=True), x, loss, autocast)
              for k, n in nets.items()}
     peer = "MONAI MAE"
@@ -99,7 +100,8 @@ def check_throughput(sizes, batch, device, autocast, repeats, timed):
                                     x, loss, contextlib.nullcontext)
     med = interleaved(steps, repeats, timed)
     print(f"SUMMARY throughput: ours {batch / med['ours']:.1f} img/s, {peer} {batch / med['monai']:.1f} img/s, "
-          f"ratio {med['monai'] / med['ours']:.2f}x the peer's speed (img {sizes['img_size']}, batch {batch})", flush=True)
+          f"ratio {med['monai'] / med['ours']:.2f}x the peer's speed (img {sizes['img_size']}, batch {batch})",
+          flush=True)
 
 
 def check_frangi(size, batch, device, repeats, timed):
@@ -118,7 +120,8 @@ def check_frangi(size, batch, device, repeats, timed):
     torch_threads = torch.get_num_threads()
     med = interleaved({"ours": ours}, repeats, timed)
     torch.set_num_threads(1)
-    sk = statistics.median(timed(lambda i=i: sk_frangi(frames[i % batch], sigmas=sigmas)) for i in range(max(2, repeats)))
+    sk = statistics.median(timed(lambda i=i: sk_frangi(frames[i % batch], sigmas=sigmas))
+                           for i in range(max(2, repeats)))
     torch.set_num_threads(torch_threads)
     per_img = med["ours"] / batch
     print(f"SUMMARY frangi: ours {per_img * 1e3:.2f} ms/img on {device.type} ({size}^2, batch {batch}), skimage "

@@ -1,7 +1,8 @@
 """Helper run by tests/test_frame_cache.py under torchrun (gloo): builds a FrameCacheDataset whose vesselness calls
 are counted, then draws one DistributedSampler epoch. Usage: frame_cache_ranks.py DATALIST_JSON OUT_DIR MODE CACHE_DIR.
 
-Writes OUT_DIR/calls-<rank>.txt (one "path|frame" line per vesselness computed by that rank) and OUT_DIR/rank-<rank>.json
+Writes OUT_DIR/calls-<rank>.txt (one "path|frame" line per vesselness computed by that rank) and
+OUT_DIR/rank-<rank>.json
 ({"computed": [...], "seen": [(path, frame), ...], "len": n}).
 """
 

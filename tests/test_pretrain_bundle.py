@@ -175,6 +175,7 @@ def test_multi_gpu_config_on_two_torchrun_nodes_over_loopback(data, tmp_path):
     assert all(r["iterations"] == 2 for r in m.values()), "4 images, batch 1, 2 ranks: 2 iterations per rank"
     assert (out / "models" / "model.pt").is_file()
     assert not any(k.startswith("module.") for k in torch.load(out / "models" / "model.pt", weights_only=True))
-    computed = [int(n) for log in logs for n in re.findall(r"frame cache \S+: 4 frames, (\d+) computed by this rank", log)]
+    pattern = r"frame cache \S+: 4 frames, (\d+) computed by this rank"
+    computed = [int(n) for log in logs for n in re.findall(pattern, log)]
     assert sorted(computed) == [2, 2], f"each of the 4 frames must be cached once, split over the ranks: {computed}"
     assert len(list(cache.glob("datalist_check-*.json"))) == 1 and len([d for d in cache.iterdir() if d.is_dir()]) == 1

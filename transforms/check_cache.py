@@ -75,7 +75,8 @@ class CheckCache:
 
 def check_files(paths, decode: str, frame_policy, workers: int = 1, cache: CheckCache | None = None) -> list[dict]:
     """check_one for every path, in order; reused from `cache` where the file is unchanged, else in `workers`
-    processes (forked, when there are at least 32 files per process; else in this process). Returns one result dict per path."""
+    processes (forked, when there are at least 32 files per process; else in this process). Returns one result dict
+    per path."""
     cache = cache or CheckCache(None, [])
     keys = [CheckCache.key(p, decode, frame_policy) for p in paths]
     todo = [i for i, k in enumerate(keys) if not k or k not in cache.results]

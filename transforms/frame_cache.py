@@ -1,4 +1,5 @@
-"""A dataset of cached deterministic pretraining outputs (load -> resize -> vesselness -> pseudo-mask), stored compactly.
+"""A dataset of cached deterministic pretraining outputs (load -> resize -> vesselness -> pseudo-mask), stored
+compactly.
 
 Replaces ``CacheDataset`` over the deterministic transforms: ``FrameCacheDataset(datalist, Compose([...]),
 spatial_size=(256, 256), mode="disk", cache_dir=...)[i]`` -> {"image", "vesselness", "vessel_mask"}, each a (1, W, H)
