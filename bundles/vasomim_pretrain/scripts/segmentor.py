@@ -42,8 +42,20 @@ class SegmentorStage:
             else:
                 logger.info("segmentor: %s missing, training S on the pseudo-masks", self.checkpoint)
                 self.trainer.run()
+                self._log_fit()
                 if self.rank == 0:
                     atomic_save(self.network.state_dict(), self.checkpoint)
             freeze(self.network)
             self._ready = True
         return self.network
+
+    def _log_fit(self) -> None:
+        """One line on how well S fits the pseudo-masks: its last loss and, on the last batch, the share of pixels
+        it marks (sigmoid > 0.5) against the share the pseudo-masks mark (a flat S marks far more or none)."""
+        out = self.trainer.state.output
+        if not isinstance(out, dict) or out.get("pred") is None:
+            return
+        marked = float((torch.sigmoid(out["pred"].detach().float()) > 0.5).float().mean())
+        target = float((out["label"].detach().float() > 0.5).float().mean()) if out.get("label") is not None else float("nan")
+        logger.info("segmentor: trained %d epochs, final loss %.4f; last batch: S marks %.1f%% of pixels as vessel, "
+                    "the pseudo-masks %.1f%%", self.trainer.state.epoch, float(out["loss"]), 100 * marked, 100 * target)
