@@ -6,13 +6,18 @@ from __future__ import annotations
 import json
 from io import BytesIO
 
+import nibabel as nib
+import numpy as np
 import pydicom
 import pytest
 import torch
-from pydicom.filebase import DicomBytesIO
 from pydicom.encaps import encapsulate, generate_frames
+from pydicom.filebase import DicomBytesIO
 from pydicom.filewriter import write_dataset
 from pydicom.pixels import pixel_array
+from PIL import Image
+
+from transforms.io import LoadAngiogram
 
 from conftest import SEG_BUNDLE, TINY_NET, XA_CINE, monai_bundle, seg_module
 
@@ -24,6 +29,8 @@ META = str(SEG_BUNDLE / "configs" / "metadata.json")
 def tiny_model(tmp_path_factory):
     torch.manual_seed(0)
     net = seg_module("network").VesselUNETR(**{**TINY_NET, "img_size": [64, 64]})
+    with torch.no_grad():
+        net.out.conv.conv.bias.fill_(0.5)  # a random net that marks a fair share of pixels as vessel
     path = tmp_path_factory.mktemp("model") / "model.pt"
     torch.save(net.state_dict(), path)
     return path
@@ -115,6 +122,12 @@ def test_source_without_file_meta_gets_nifti_png_and_a_seg_reason(tmp_path, tiny
     assert entry["image"] == str(raw) and "no DICOM File Meta Information" in entry["reason"]
     assert "NIfTI masks and PNG overlays were written" in entry["reason"]
     assert sum(f"seg_not_written {raw}: DICOM SEG not written" in line for line in log.splitlines()) == 1
+
+    frame = LoadAngiogram()(raw)[0].numpy().T
+    mask = np.asarray(nib.load(out / "raw_vessels.nii.gz").dataobj).T.astype(bool)
+    overlay = np.asarray(Image.open(out / "raw_overlay.png"))
+    assert overlay.shape == (*frame.shape, 3) and 0 < mask.sum() < mask.size
+    assert np.array_equal(overlay[~mask][:, 1], (frame[~mask] * 255).astype(np.uint8))
 
     _, strict_log = infer(tmp_path, tiny_model, folder, check=False, strict=True, overwrite=True)
     assert "AngiogramReadError" in strict_log and "no DICOM File Meta Information" in strict_log

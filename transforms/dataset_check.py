@@ -187,7 +187,7 @@ class Manifest:
         path.parent.mkdir(parents=True, exist_ok=True)
         root, policy = self.root, self.frame_policy
         manifest = {
-            "root": [str(r) for r in root] if isinstance(root, (list, tuple)) else (None if root is None else str(root)),
+            "root": [str(r) for r in root] if isinstance(root, (list, tuple)) else root if root is None else str(root),
             "frame_policy": policy if policy is None or isinstance(policy, str) else int(np.int64(policy)),
             "accepted": self.accepted,
             **self.sections,
