@@ -17,8 +17,8 @@ from monai.networks.nets import UNet
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bundles" / "vasomim_pretrain"))
 from scripts import mae as mae_lib  # noqa: E402
 from scripts.losses import VasoMIMLoss  # noqa: E402
-
 from transforms import AnatomyGuidedMask  # noqa: E402
+
 from _threads import add_threads_option, apply_threads
 
 IMG, BATCH = 64, 8

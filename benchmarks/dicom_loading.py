@@ -22,8 +22,7 @@ from pathlib import Path
 
 import pydicom
 
-from transforms import _dicom
-from transforms.io import LoadAngiogram, LoadAngiogramd, list_angiogram_frames
+from transforms.io import LoadAngiogram, LoadAngiogramd, files, list_angiogram_frames
 
 ROOT = Path(__file__).resolve().parents[1] / "sample_data"
 CINE = ROOT / "xa_cine" / "XA_coronary_cine_96frames_jpeg_baseline.dcm"
@@ -54,17 +53,17 @@ def main() -> None:
     cine_list = list_angiogram_frames(CINE)
 
     def one_call():
-        _dicom.clear_cache()
+        files.clear_cache()
         load(CINE)
 
     def per_frame():
-        _dicom.clear_cache()
+        files.clear_cache()
         for d in cine_list:
             loadd(d)
 
     def per_frame_uncached():
         for d in cine_list:
-            _dicom.clear_cache()
+            files.clear_cache()
             loadd(d)
 
     single = interleaved_medians(
@@ -81,7 +80,8 @@ def main() -> None:
         print(f"{name}: loader {ours * 1e3:.1f} ms, raw pydicom {raw * 1e3:.1f} ms, ratio {ours / raw:.2f}x")
     pillow = cine["raw pillow"]
     print(f"cine vs raw pydicom forced to Pillow ({pillow * 1e3:.1f} ms, same run): "
-          + ", ".join(f"{k} {cine[k] / pillow:.2f}x" for k in ("one call", "per-frame datalist", "per-frame, no cache")))
+          + ", ".join(f"{k} {cine[k] / pillow:.2f}x"
+                      for k in ("one call", "per-frame datalist", "per-frame, no cache")))
     worst = max(ours / raw for ours, raw in rows.values())
     print(f"SUMMARY loader/raw pydicom ratio: worst {worst:.2f}x (goal <= 1.25x) "
           + ", ".join(f"{k} {o / r:.2f}x" for k, (o, r) in rows.items())

@@ -116,9 +116,9 @@ def main() -> None:
             ours_1t.append(timed(ours)[0] / BATCH)
             torch.set_num_threads(threads)
         for i in (2 * r, 2 * r + 1):
-            dt, refs[i] = timed(lambda: sk_frangi(frames[i], sigmas=SIGMAS))
+            dt, refs[i] = timed(lambda i=i: sk_frangi(frames[i], sigmas=SIGMAS))
             sk_t.append(dt)
-        itk_t.append(timed(lambda: run_itk(frames[r]))[0])
+        itk_t.append(timed(lambda r=r: run_itk(frames[r]))[0])
 
     ours_np = result[:, 0].float().cpu().numpy()
     idx = sorted(refs)
@@ -127,23 +127,25 @@ def main() -> None:
     r_inner = min(pearson(refs[i][inner], ours_np[i][inner]) for i in idx)
     max_abs = max(float(np.abs(refs[i] - ours_np[i]).max()) for i in idx)
 
-    med = {k: statistics.median(v) for k, v in
-           {"ours": ours_t, "ours_1thread": ours_1t, "skimage": sk_t, "itk": itk_t}.items() if v}
+    runs = {"ours": ours_t, "ours_1thread": ours_1t, "skimage": sk_t, "itk": itk_t}
+    med = {k: statistics.median(v) for k, v in runs.items() if v}
     print("note: the machine may be shared with other jobs; timings are noisy, peers are interleaved per round")
     for name, value in med.items():
-        print(f"{name:>13}: {value * 1e3:8.1f} ms/img (median of {len({'ours': ours_t, 'ours_1thread': ours_1t, 'skimage': sk_t, 'itk': itk_t}[name])})")
+        print(f"{name:>13}: {value * 1e3:8.1f} ms/img (median of {len(runs[name])})")
     print("torch.compile: not implemented (default eager path only)")
     print(f"parity vs skimage over {len(idx)} frames: Pearson r min {r_whole:.6f} whole image, "
           f"{r_inner:.6f} beyond {BORDER} px from the border; max |diff| {max_abs:.2e}")
-    print(f"ratio ours/skimage = {med['ours'] / med['skimage']:.4f} (1/{med['skimage'] / med['ours']:.1f}; goal <= 1/20)")
+    print(f"ratio ours/skimage = {med['ours'] / med['skimage']:.4f} "
+          f"(1/{med['skimage'] / med['ours']:.1f}; goal <= 1/20)")
     if "ours_1thread" in med:
         print(f"ratio ours_1thread/skimage = {med['ours_1thread'] / med['skimage']:.4f} "
               f"(1/{med['skimage'] / med['ours_1thread']:.1f})")
     print(f"ratio ours/itk = {med['ours'] / med['itk']:.4f} (1/{med['itk'] / med['ours']:.1f})")
     one = med.get("ours_1thread", med["ours"])
     print(f"SUMMARY frangi 512x512 batch {BATCH} sigmas 1-5 on {device}: ours {med['ours'] * 1e3:.1f} ms/img, "
-          f"skimage {med['skimage'] * 1e3:.1f}, itk {med['itk'] * 1e3:.1f}; ours/skimage 1/{med['skimage'] / med['ours']:.1f}, "
-          f"ours/itk 1/{med['itk'] / med['ours']:.1f}; ours 1 thread {one * 1e3:.1f} ms/img (1/{med['skimage'] / one:.1f} of skimage); "
+          f"skimage {med['skimage'] * 1e3:.1f}, itk {med['itk'] * 1e3:.1f}; "
+          f"ours/skimage 1/{med['skimage'] / med['ours']:.1f}, ours/itk 1/{med['itk'] / med['ours']:.1f}; "
+          f"ours 1 thread {one * 1e3:.1f} ms/img (1/{med['skimage'] / one:.1f} of skimage); "
           f"r {r_whole:.4f} (whole) {r_inner:.4f} (interior)")
 
 

@@ -1,12 +1,15 @@
 """Cost of VasoMIM's guidance: one pretraining step with anatomy-guided masking + L_cons (S forward on I without
-grad, S forward + input-gradient backward on I') vs a plain random-mask MAE step of the same model, batch and
-optimizer (fused AdamW, as the bundle), measured interleaved in the same run, medians over repeats.
+grad, S forward + input-gradient backward on I') vs a plain random-mask MAE step of the same model, batch, mask ratio
+and optimizer (fused AdamW, as the bundle), measured interleaved in the same run, medians over repeats. With the
+bundle's default guidance "mixed" (0.5·m + 0.5·σ(S(I))), the guided step also runs S on each image for the guidance
+map, one image at a time on the CPU, as the bundle's DataLoader transform does.
 
 S is the bundle's segmentor built from configs/train.json (+ preset_cpu.json for the CPU case). Its share is timed
 on its own (same inputs) in the same loop, as the loss runs it (`fast_frozen_copy`: BatchNorms folded, PReLU as
 LeakyReLU) and as trained. Cases: the bundle CPU preset (128², its batch) and the paper's ViT-B/16 at 224².
 
-Usage: python benchmarks/guidance_cost.py [--repeats 15] [--repeats-base 2] [--batch-base 4]. Goal: ratio <= 1.15x. Summary printed last.
+Usage: python benchmarks/guidance_cost.py [--repeats 15] [--repeats-base 2] [--batch-base 4].
+Goal: ratio <= 1.15x. Summary printed last.
 """
 
 import argparse
@@ -23,9 +26,10 @@ BUNDLE = Path(__file__).resolve().parents[1] / "bundles" / "vasomim_pretrain"
 sys.path.insert(0, str(BUNDLE))
 from scripts import mae as mae_lib  # noqa: E402
 from scripts.losses import VasoMIMLoss, consistency_loss, freeze  # noqa: E402
-
+from scripts.soft_guidance import SegmentorProbability  # noqa: E402
 from transforms import AnatomyGuidedMask  # noqa: E402
-from _threads import add_threads_option, apply_threads
+
+from _threads import add_threads_option, apply_threads  # noqa: E402
 
 MODEL_KEYS = ("img_size", "patch_size", "hidden_size", "mlp_dim", "num_layers", "num_heads", "decoder_hidden_size",
               "decoder_mlp_dim", "decoder_num_layers", "decoder_num_heads")
@@ -40,17 +44,18 @@ def bundle_parts(config_files, **overrides):
     return sizes, int(parser["batch_size"]), parser.get_parsed_content("segmentor#network_def"), parser
 
 
-def run_case(name, sizes, batch, seg, repeats):
+def run_case(name, sizes, batch, seg, repeats, mask_ratio, guidance):
     torch.manual_seed(0)
     img, p = sizes["img_size"], sizes["patch_size"]
-    net = mae_lib.GuidedMAE(**sizes)
+    net = mae_lib.GuidedMAE(**sizes, masking_ratio=mask_ratio)
     guided_loss = VasoMIMLoss(seg, p, use_cons=True)
     plain_loss = VasoMIMLoss(None, p, use_cons=False)
     opt = torch.optim.AdamW([q for q in net.parameters() if q.requires_grad], lr=1e-4, betas=(0.9, 0.95), fused=True)
     x = torch.rand(batch, 1, img, img)
     vessel = (torch.rand(batch, 1, img, img) > 0.9).float()
-    masker = AnatomyGuidedMask(p, 0.75, beta=0.5)
+    masker = AnatomyGuidedMask(p, mask_ratio, beta=0.5, guidance=guidance)
     masker.set_random_state(0)
+    probability = SegmentorProbability(seg) if guidance == "mixed" else None
     times = {"plain": [], "guided": [], "S": [], "S as trained": [], "masking": []}
 
     def plain_step():
@@ -61,16 +66,20 @@ def run_case(name, sizes, batch, seg, repeats):
 
     def guided_step():
         t = time.perf_counter()
-        masks = torch.stack([masker(v)[0] for v in vessel])
+        soft = [probability(i) if probability else None for i in x]
+        masks = torch.stack([masker(v, s)[0] for v, s in zip(vessel, soft)])
+        soft = torch.stack(soft) if probability else None
         times["masking"].append(time.perf_counter() - t)
         opt.zero_grad(set_to_none=True)
         pred, mask = net(x, mask=masks)
-        guided_loss(x, pred, mask)["loss"].backward()
+        guided_loss(x, pred, mask, soft)["loss"].backward()
         opt.step()
+
+    soft_x = torch.stack([probability(i) for i in x]) if probability else None
 
     def s_pass(segmentor):
         recon = x.clone().requires_grad_(True)
-        consistency_loss(segmentor, x, recon)[0].backward()
+        consistency_loss(segmentor, x, recon, soft_x)[0].backward()
 
     def s_only():
         s_pass(guided_loss.segmentor)
@@ -90,13 +99,15 @@ def run_case(name, sizes, batch, seg, repeats):
             times[key].append(time.perf_counter() - t)
     med = {k: statistics.median(v) for k, v in times.items()}
     ratio = med["guided"] / med["plain"]
-    print(f"{name}: img {img} batch {batch} repeats {repeats}")
+    print(f"{name}: img {img} batch {batch} repeats {repeats} mask ratio {mask_ratio} guidance {guidance!r}")
     print(f"  plain MAE step  : {med['plain'] * 1e3:8.1f} ms")
     print(f"  guided + L_cons : {med['guided'] * 1e3:8.1f} ms  ratio {ratio:.2f}x")
-    print(f"  S (fwd I, fwd+bwd I'): {med['S'] * 1e3:6.1f} ms = {med['S'] / med['guided']:.0%} of the guided step")
+    passes = "fwd+bwd I'" if probability else "fwd I, fwd+bwd I'"
+    print(f"  S in L_cons ({passes}): {med['S'] * 1e3:6.1f} ms = {med['S'] / med['guided']:.0%} of the guided step")
     print(f"  S as trained (not the fast copy): {med['S as trained'] * 1e3:6.1f} ms; fast copy/as trained "
           f"{med['S'] / med['S as trained']:.2f}x")
-    print(f"  guided masking  : {med['masking'] * 1e3:8.1f} ms = {med['masking'] / med['guided']:.0%} of the guided step")
+    what = "guidance map σ(S(I)) + masking" if probability else "guided masking"
+    print(f"  {what}: {med['masking'] * 1e3:8.1f} ms = {med['masking'] / med['guided']:.0%} of the guided step")
     print(f"  ratio line {name}: guided/plain = {ratio:.2f}x ({'met' if ratio <= 1.15 else 'NOT met'} <= 1.15x)")
     return ratio, med["S"] / med["guided"]
 
@@ -110,11 +121,13 @@ def main():
     args = ap.parse_args()
     apply_threads(args)
     results = []
-    sizes, batch, seg, parser = bundle_parts(["train.json", "preset_cpu.json"])
-    results.append(("cpu-preset", *run_case("cpu-preset", sizes, batch, seg, args.repeats)))
-    sizes, _, seg, parser = bundle_parts(["train.json"])
-    print(f"  (S = {type(seg).__name__} channels {parser['segmentor_channels']} for ViT-B)")
-    results.append(("vit-b16@224", *run_case("vit-b16@224", sizes, args.batch_base, seg, args.repeats_base)))
+    for name, files, batch_override, repeats in (("cpu-preset", ["train.json", "preset_cpu.json"], None, args.repeats),
+                                                 ("vit-b16@224", ["train.json"], args.batch_base, args.repeats_base)):
+        sizes, batch, seg, parser = bundle_parts(files)
+        print(f"  (S = {type(seg).__name__} channels {parser['segmentor_channels']} for {name})")
+        ratio, share = run_case(name, sizes, batch_override or batch, seg, repeats, parser["mask_ratio"],
+                                parser["guidance"] if parser["guided"] else "mask")
+        results.append((name, ratio, share))
     print(f"loadavg at end={os.getloadavg()[0]:.2f}")
     print("SUMMARY guidance_cost: " + "; ".join(
         f"{n}: {r:.2f}x ({'met' if r <= 1.15 else 'NOT met'}, goal <= 1.15x), S share {s:.0%}" for n, r, s in results))

@@ -1,6 +1,6 @@
 """Pretraining throughput (images/s) of one training step (forward + backward + fused AdamW step on a pre-built
-batch, fp32, SDPA attention) for the bundle's CPU preset (configs/preset_cpu.json) and the paper's ViT-B/16 at 256² (batch 8), as a
-fraction of the fp32 matmul FLOP/s (same process and threads) measured interleaved with the steps.
+batch, fp32, SDPA attention) for the bundle's CPU preset (configs/preset_cpu.json) and the paper's ViT-B/16 at 256²
+(batch 8), as a fraction of the fp32 matmul FLOP/s (same process and threads) measured interleaved with the steps.
 
 The matmul rate of one repeat is the best of square products at 1024², 2048² and 4096², each timed over about 0.3 s:
 on this shared machine a single 4096² product varies by ±15% and was at times slower than the model's own GEMMs, so
@@ -8,9 +8,10 @@ the best size is the stricter reference. The reference is the median of those ov
 
 Peer in the same loop: a stock MONAI MaskedAutoEncoderViT (same sizes, its default attention) trained the same way.
 FLOPs are counted with torch.utils.flop_counter.FlopCounterMode over a whole training step (forward + backward) of
-each model (the warm-up step). Torch's counter has no formula for the CPU flash-attention kernel that SDPA runs here, so it
-would count our attention as zero work; it is given one: forward as torch's SDPA formula, backward twice that (the four
-products of the plain backward, without the flash kernel's recomputation), so that both models count the same work.
+each model (the warm-up step). Torch's counter has no formula for the CPU flash-attention kernel that SDPA runs here, so
+it would count our attention as zero work; it is given one: forward as torch's SDPA formula, backward twice that (the
+four products of the plain backward, without the flash kernel's recomputation), so that both models count the same
+work.
 Medians over repeats; each repeat times the two models in alternating order (the
 first one after the matmul starts with cold caches), and a step shorter than 0.5 s is timed over several in a row.
 
@@ -19,7 +20,8 @@ faster than the reference (by more than GEMM_SLACK), the ratio line says the rea
 happened in a --threads 1 run that overlapped another process: the square products ran at 95 GFLOP/s, the model's
 GEMMs at 1.2 times that, and the step read 0.98 (0.75 in a run alone).
 
-Usage: python benchmarks/pretrain_throughput.py [--repeats 5] [--repeats-base 3] [--batch-base 8]. One-line summary printed last.
+Usage: python benchmarks/pretrain_throughput.py [--repeats 5] [--repeats-base 3] [--batch-base 8].
+One-line summary printed last.
 """
 
 import argparse
@@ -39,8 +41,9 @@ BUNDLE = Path(__file__).resolve().parents[1] / "bundles" / "vasomim_pretrain"
 sys.path.insert(0, str(BUNDLE))
 from scripts import mae as mae_lib  # noqa: E402
 from scripts.losses import forward_loss  # noqa: E402
-from _flops import CPU_SDPA_FLOPS
-from _threads import add_threads_option, apply_threads
+
+from _flops import CPU_SDPA_FLOPS  # noqa: E402
+from _threads import add_threads_option, apply_threads  # noqa: E402
 
 MODEL_KEYS = ("img_size", "patch_size", "hidden_size", "mlp_dim", "num_layers", "num_heads", "decoder_hidden_size",
               "decoder_mlp_dim", "decoder_num_layers", "decoder_num_heads")

@@ -326,7 +326,8 @@ def write_tables(rows: list[dict], results: Path, scale: str, s: dict) -> None:
             w.writerow([line[0], line[1]] + [f"{v:.2f}" for v in line[2:]])
     caption = (f"Scale `{scale}`: {s['img_size']}² input, ViT hidden {s['hidden_size']}/{s['num_layers']} layers/"
                f"patch 16, pretraining {s['pre_epochs']} epochs, fine-tuning {s['seg_epochs']} epochs (the "
-               f"rows marked {BAR['img_size']}²: {BAR['seg_epochs']} epochs at {BAR['img_size']}²). DSC and clDice (%) on the 8 validation "
+               f"rows marked {BAR['img_size']}²: {BAR['seg_epochs']} epochs at {BAR['img_size']}²). DSC and clDice (%) "
+               "on the 8 validation "
                "images of xca_dca80_train (split seed 0), at source resolution; mean ± sd over fine-tuning seeds "
                "(Frangi: deterministic, one value).")
     md = [caption, "",

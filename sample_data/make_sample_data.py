@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.uid import ExplicitVRLittleEndian, PYDICOM_IMPLEMENTATION_UID, SecondaryCaptureImageStorage, generate_uid
+from pydicom.uid import PYDICOM_IMPLEMENTATION_UID, ExplicitVRLittleEndian, SecondaryCaptureImageStorage, generate_uid
 
 STUDY_VALIDATION = {1, 13, 16, 22, 28, 30, 35, 39}
 """Cases that the reproduction study (docs/reproduction.md, split seed 0) validates on; case 1 was embedded before the

@@ -17,9 +17,13 @@ SAMPLE = REPO / "sample_data"
 XA_CINE = SAMPLE / "xa_cine" / "XA_coronary_cine_96frames_jpeg_baseline.dcm"
 DCA = SAMPLE / "dca"
 
-TINY_NET = {"img_size": 64, "num_layers": 2, "hidden_size": 32, "mlp_dim": 64, "num_heads": 2, "feature_size": 8,
-            "qkv_bias": True}
-"""Tiny encoder/decoder sizes for tests (bundle top-level ids; patch size is 16, so 4 x 4 tokens)."""
+TINY_NET = {"img_size": 64, "patch_size": 8, "num_layers": 2, "hidden_size": 32, "mlp_dim": 64, "num_heads": 2,
+            "qkv_bias": True, "base_channels": 8}
+"""Tiny sizes of the seg bundle's default network, VesselViTAdapter (bundle top-level ids; patch 8, so 8 x 8 tokens)."""
+
+TINY_UNETR = {"img_size": 64, "num_layers": 2, "hidden_size": 32, "mlp_dim": 64, "num_heads": 2, "feature_size": 8,
+              "qkv_bias": True}
+"""Tiny sizes of VesselUNETR (the ``unetr.json`` overlay; patch 16, so 4 x 4 tokens)."""
 
 TINY_TRAIN = {**TINY_NET, "batch_size": 2, "num_workers": 0, "max_epochs": 2, "val_fraction": 0.25,
               "learning_rate": 0.001}
@@ -89,7 +93,9 @@ def monai_bundle(args: list[str], cwd: Path, overrides: dict | None = None, time
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=timeout, env=env)
     if check and proc.returncode != 0:
-        raise AssertionError(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n{proc.stderr[-6000:]}")
+        raise AssertionError(
+            f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n{proc.stderr[-6000:]}"
+        )
     return proc
 
 
@@ -110,3 +116,8 @@ def seg_module(name: str):
         for k in owned():
             del sys.modules[k]
         sys.modules.update(saved)
+
+
+def tiny_seg_net(**overrides) -> torch.nn.Module:
+    """The seg bundle's default network (VesselViTAdapter) at TINY_NET sizes, updated with ``overrides``."""
+    return seg_module("adapter").VesselViTAdapter(**{**TINY_NET, **overrides})

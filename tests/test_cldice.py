@@ -20,9 +20,9 @@ def curved_vessel(shape=(96, 96), width=3) -> np.ndarray:
     return mask
 
 
-def dice(p: np.ndarray, l: np.ndarray) -> float:
+def dice(p: np.ndarray, g: np.ndarray) -> float:
     metric = DiceMetric(include_background=True)
-    return float(metric(torch.as_tensor(p)[None, None].float(), torch.as_tensor(l)[None, None].float()).item())
+    return float(metric(torch.as_tensor(p)[None, None].float(), torch.as_tensor(g)[None, None].float()).item())
 
 
 def test_identical_masks_score_one():

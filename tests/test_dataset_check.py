@@ -12,10 +12,9 @@ from pydicom.encaps import encapsulate, generate_frames
 from pydicom.pixels import pixel_array
 from pydicom.uid import MPEG4HP41, ExplicitVRLittleEndian, JPEG2000Lossless, RLELossless
 
-from transforms import _dicom
 from transforms.dataset_check import build_datalist, check_angiogram_file
 from transforms.errors import AngiogramReadError
-from transforms.io import LoadAngiogram
+from transforms.io import LoadAngiogram, decode
 
 ROOT = Path(__file__).resolve().parents[1] / "sample_data"
 CINE = ROOT / "xa_cine" / "XA_coronary_cine_96frames_jpeg_baseline.dcm"
@@ -103,7 +102,7 @@ def test_missing_codec_names_the_package(tmp_path, monkeypatch):
     ds.compress(JPEG2000Lossless)
     ds.save_as(path)
     assert check_angiogram_file(path) == []
-    decoder = _dicom.get_decoder(JPEG2000Lossless)
+    decoder = decode.get_decoder(JPEG2000Lossless)
     monkeypatch.setattr(decoder, "_available", {})
     reasons = check_angiogram_file(path)
     assert "no decoder plugin installed" in reasons[0] and "pylibjpeg-openjpeg" in reasons[0]
@@ -118,8 +117,8 @@ def test_broken_stream_names_a_codec_only_when_it_is_missing(tmp_path, monkeypat
     [reason] = check_angiogram_file(tmp_path / "broken_j2k.dcm")
     assert "cannot decode frame 0" in reason and "stream is most likely corrupt" in reason
     assert "pylibjpeg-openjpeg" not in reason and "install " not in reason
-    real = _dicom.importlib.util.find_spec
-    monkeypatch.setattr(_dicom.importlib.util, "find_spec", lambda n: None if n == "openjpeg" else real(n))
+    real = decode.importlib.util.find_spec
+    monkeypatch.setattr(decode.importlib.util, "find_spec", lambda n: None if n == "openjpeg" else real(n))
     [reason] = check_angiogram_file(tmp_path / "broken_j2k.dcm")
     assert "installing pylibjpeg-openjpeg may help" in reason
 

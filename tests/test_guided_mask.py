@@ -187,3 +187,36 @@ def test_beta_set_at_epoch_start_reaches_workers(persistent, context):
     assert torch.all(last[:, 0] == 1) and torch.all(last[:, 15] == 1)
     first = torch.cat([b["mask"] for b in seen[1]])
     assert not (torch.all(first[:, 0] == 1) and torch.all(first[:, 15] == 1))
+
+
+def test_mixed_guidance_map_is_half_mask_half_segmentor_probability():
+    """0.5 * m + 0.5 * sigmoid(S(I)) on a hand-made image, with S a 1x1 convolution whose logit is 4 * I - 2."""
+    import importlib
+    import sys
+    from pathlib import Path
+
+    from transforms.guided_mask import guidance_map
+
+    bundle = Path(__file__).resolve().parents[1] / "bundles" / "vasomim_pretrain"
+    saved = {k: sys.modules.pop(k) for k in [k for k in sys.modules if k == "scripts" or k.startswith("scripts.")]}
+    sys.path.insert(0, str(bundle))
+    try:
+        soft_guidance = importlib.import_module("scripts.soft_guidance")
+    finally:
+        sys.path.remove(str(bundle))
+        for k in [k for k in sys.modules if k == "scripts" or k.startswith("scripts.")]:
+            del sys.modules[k]
+        sys.modules.update(saved)
+    segmentor = torch.nn.Conv2d(1, 1, 1)
+    with torch.no_grad():
+        segmentor.weight.fill_(4.0)
+        segmentor.bias.fill_(-2.0)
+    image = torch.tensor([[0.0, 0.5], [1.0, 0.25]])[None]
+    m = torch.tensor([[0, 1], [1, 0]], dtype=torch.float32)[None]
+    d = soft_guidance.SegmentorProbabilityd("image", segmentor, output_key="prob")({"image": image})
+    sig = lambda x: 1 / (1 + np.exp(-x))  # noqa: E731
+    expected_prob = np.array([[sig(-2.0), sig(0.0)], [sig(2.0), sig(-1.0)]])[None]
+    np.testing.assert_allclose(d["prob"].numpy(), expected_prob, rtol=1e-6)
+    np.testing.assert_allclose(guidance_map(m, d["prob"], "mixed"), 0.5 * m.numpy() + 0.5 * expected_prob, rtol=1e-6)
+    assert guidance_map(m, None, "mask").tolist() == [[[False, True], [True, False]]]
+    assert segmentor.weight.requires_grad, "the transform must copy S, not freeze the caller's module"

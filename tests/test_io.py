@@ -11,8 +11,7 @@ from PIL import Image
 from pydicom.pixels import pixel_array
 from pydicom.uid import ExplicitVRLittleEndian
 
-from transforms import _dicom
-from transforms.io import LoadAngiogram, LoadAngiogramd, list_angiogram_frames
+from transforms.io import LoadAngiogram, LoadAngiogramd, decode, files, list_angiogram_frames, normalise
 
 ROOT = Path(__file__).resolve().parents[1] / "sample_data"
 CINE = ROOT / "xa_cine" / "XA_coronary_cine_96frames_jpeg_baseline.dcm"
@@ -77,10 +76,10 @@ def test_native_frames_equal_pydicoms_decoder(tmp_path, signed, bits, syntax):
     pydicom.filewriter.dcmwrite(path, ds, implicit_vr=syntax == "1.2.840.10008.1.2", little_endian=little,
                                 force_encoding=True)
     ref = pydicom.dcmread(path).pixel_array
-    image = _dicom.open_dicom(path)
-    assert (_dicom.native_frames(image, [0]) is not None) == little
+    image = files.open_dicom(path)
+    assert (decode.native_frames(image, [0]) is not None) == little
     for index in range(3):
-        np.testing.assert_array_equal(_dicom.decode_frames(path, image, [index])[0], ref[index])
+        np.testing.assert_array_equal(decode.decode_frames(path, image, [index])[0], ref[index])
         np.testing.assert_allclose(LoadAngiogram()(path, index)[0].numpy(), expected(ref[index]), atol=1e-6)
 
 
@@ -88,7 +87,7 @@ def test_native_frames_equal_pydicoms_decoder(tmp_path, signed, bits, syntax):
 @pytest.mark.parametrize("invert", [False, True])
 def test_normalise_of_unsigned_frames_equals_the_float32_formula(dtype, invert):
     stored = pydicom.dcmread(DCA[3]).pixel_array[:, :250].astype(dtype) * (257 if dtype == np.uint16 else 1)
-    ours = _dicom.normalise("x.dcm", stored, invert, None)
+    ours = normalise.normalise("x.dcm", stored, invert, None)
     f = stored.astype(np.float32).T
     reference = ((f.max() - f) if invert else (f - f.min())) / np.float32(f.max() - f.min())
     assert ours.dtype == np.float32 and ours.shape == (250, 300) and ours.flags.c_contiguous
@@ -135,7 +134,8 @@ def test_monochrome1_copy_loads_equal_to_original(tmp_path):
 
 def test_negative_rescale_slope_flips_like_monochrome1(tmp_path):
     m2 = native_copy(CINE, tmp_path / "m2.dcm", frames=[5])
-    neg = native_copy(CINE, tmp_path / "neg.dcm", frames=[5], pixels=lambda a: 255 - a, RescaleSlope=-1, RescaleIntercept=255)
+    neg = native_copy(CINE, tmp_path / "neg.dcm", frames=[5], pixels=lambda a: 255 - a, RescaleSlope=-1,
+                      RescaleIntercept=255)
     assert torch.equal(LoadAngiogram()(m2), LoadAngiogram()(neg))
 
 
@@ -162,7 +162,8 @@ def test_png_matches_monai_pil_reader(tmp_path):
     ours = LoadAngiogram()(tmp_path / "x.png")
     monai = LoadImage(image_only=True, reader="PILReader", ensure_channel_first=True)(tmp_path / "x.png")
     assert ours.shape == monai.shape
-    np.testing.assert_allclose(ours.numpy(), (monai - monai.min()).numpy() / float(monai.max() - monai.min()), atol=1e-6)
+    reference = (monai - monai.min()).numpy() / float(monai.max() - monai.min())
+    np.testing.assert_allclose(ours.numpy(), reference, atol=1e-6)
 
 
 def test_pixel_spacing_prefers_imager_pixel_spacing(tmp_path):
@@ -176,8 +177,9 @@ def test_pixel_spacing_prefers_imager_pixel_spacing(tmp_path):
 
 def test_frame_policy_all_reads_headers_only(monkeypatch):
     calls = []
-    monkeypatch.setattr(_dicom, "decode_frames", lambda *a, **k: calls.append(a) or (_ for _ in ()).throw(AssertionError))
-    monkeypatch.setattr(_dicom, "get_decoder", lambda *a, **k: calls.append(a))
+    monkeypatch.setattr(decode, "decode_frames",
+                        lambda *a, **k: calls.append(a) or (_ for _ in ()).throw(AssertionError))
+    monkeypatch.setattr(decode, "get_decoder", lambda *a, **k: calls.append(a))
     datalist = list_angiogram_frames(ROOT)
     cine = [d for d in datalist if d["image"].endswith(CINE.name)]
     assert [d["frame"] for d in cine] == list(range(96))

@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import DCA, TINY_NET, TINY_TRAIN, XA_CINE, bundle_copy, seg_module
+from conftest import DCA, TINY_NET, TINY_TRAIN, XA_CINE, bundle_copy, tiny_seg_net
 
 
 def _torchvision_stand_in():
@@ -51,7 +51,8 @@ def tiny_bundle(tmp_path_factory, tiny_pretrain_ckpt):
         config = json.loads(path.read_text())
         config.update(TINY_NET)
         if name == "train.json":
-            config.update({k: TINY_TRAIN[k] for k in ("num_workers", "batch_size")}, pretrained_ckpt=str(tiny_pretrain_ckpt))
+            config.update({k: TINY_TRAIN[k] for k in ("num_workers", "batch_size")},
+                          pretrained_ckpt=str(tiny_pretrain_ckpt))
         path.write_text(json.dumps(config, indent=2))
     meta_path = bundle / "configs" / "metadata.json"
     meta = json.loads(meta_path.read_text())
@@ -59,9 +60,8 @@ def tiny_bundle(tmp_path_factory, tiny_pretrain_ckpt):
         for item in meta["network_data_format"][part].values():
             item["spatial_shape"] = [TINY_NET["img_size"]] * 2
     meta_path.write_text(json.dumps(meta, indent=2))
-    network = seg_module("network")
     torch.manual_seed(0)
-    torch.save(network.VesselUNETR(**{**TINY_NET, "img_size": [64, 64]}).state_dict(), bundle / "models" / "model.pt")
+    torch.save(tiny_seg_net().state_dict(), bundle / "models" / "model.pt")
     return bundle
 
 

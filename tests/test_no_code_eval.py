@@ -41,6 +41,7 @@ def test_config_pipeline_keeps_hostile_names_and_header_text_as_data(tmp_path, m
     dataset = parser.get_parsed_content("dataset")
     items = [dataset[i] for i in range(len(dataset))]
 
-    assert sorted(Path(d["image"].meta["filename_or_obj"]).name for d in items) == sorted(p.name for p in data.iterdir())
+    loaded = sorted(Path(d["image"].meta["filename_or_obj"]).name for d in items)
+    assert loaded == sorted(p.name for p in data.iterdir())
     assert any(d["image"].meta["modality"] == "$1" for d in items)
     assert not (tmp_path / sentinel_name).exists() and not (tmp_path / sentinel_header).exists()

@@ -26,7 +26,7 @@ def scripts():
         del sys.modules[k]
     sys.path.insert(0, str(BUNDLE))
     mods = {name: importlib.import_module(f"scripts.{name}") for name in
-            ("mae", "losses", "beta", "export", "checkpoints")}
+            ("mae", "losses", "beta", "export", "checkpoints", "soft_guidance")}
     yield mods
     sys.path.remove(str(BUNDLE))
     for k in [k for k in sys.modules if k == "scripts" or k.startswith("scripts.")]:
@@ -68,7 +68,8 @@ def test_given_mask_is_used_exactly(scripts):
         latent_masked_changed = net.forward_encoder(y, ids_keep)
         z = x.clone()
         keep_patch = int(ids_keep[0, 0])
-        z[0, :, (keep_patch // 4) * 16:(keep_patch // 4 + 1) * 16, (keep_patch % 4) * 16:(keep_patch % 4 + 1) * 16] += 0.5
+        row, col = (keep_patch // 4) * 16, (keep_patch % 4) * 16
+        z[0, :, row : row + 16, col : col + 16] += 0.5
         latent_kept_changed = net.forward_encoder(z, ids_keep)
         pred_from_mask_only, _ = net(x, mask=mask)
     hook.remove()
@@ -155,6 +156,23 @@ def test_loss_shares_patch_statistics_and_builds_no_graph_for_s_of_image(scripts
     assert not any(p.requires_grad for p in seg.parameters()) and not seg.training
 
 
+def test_soft_map_from_the_data_pipeline_gives_the_same_consistency_loss(scripts):
+    """The "mixed" guidance computes sigmoid(S(I)) in the data pipeline; handed to the loss, it replaces the loss's
+    own S(I) pass with the same value and the same gradient into the reconstruction."""
+    net, seg = tiny_mae(scripts), segmentor()
+    loss = scripts["losses"].VasoMIMLoss(seg, 16)
+    x = torch.rand(2, 1, 64, 64)
+    pred, mask = net(x)
+    soft = torch.stack([scripts["soft_guidance"].SegmentorProbability(seg)(i) for i in x])
+    own = loss(x, pred, mask)
+    given = loss(x, pred, mask, soft)
+    torch.testing.assert_close(given["loss_cons"], own["loss_cons"], rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(torch.sigmoid(given["seg_img"]), torch.sigmoid(own["seg_img"]), rtol=1e-4, atol=1e-5)
+    g_own = torch.autograd.grad(own["loss_cons"], pred, retain_graph=True)[0]
+    g_given = torch.autograd.grad(given["loss_cons"], pred)[0]
+    torch.testing.assert_close(g_given, g_own, rtol=1e-4, atol=1e-7)
+
+
 def test_reconstruction_uses_each_patch_own_statistics(scripts):
     x = torch.rand(1, 1, 64, 64) * 0.5 + torch.linspace(0, 0.5, 64).reshape(1, 1, 64, 1)
     target = scripts["mae"].patchify(x, 16)
@@ -214,10 +232,12 @@ def test_atomic_save_leaves_no_partial_file(scripts, tmp_path):
 
 
 def test_vesselness_and_pseudo_mask_cached_once(scripts, tmp_path, monkeypatch):
-    """Issue 7: in a 3-epoch run (S trained 2 epochs on the same cache) Frangi and the pseudo-mask run once per image."""
+    """Issue 7: in a 3-epoch run (S trained 2 epochs on the same cache) Frangi and the pseudo-mask run once per
+    image."""
+    from monai.bundle import ConfigParser
+
     import transforms.pseudo_mask as pm
     import transforms.vesselness as ves
-    from monai.bundle import ConfigParser
 
     calls = {"frangi": 0, "pseudo": 0}
     frangi_call, pseudo_call = ves.FrangiVesselnessd.__call__, pm.VesselPseudoMaskd.__call__

@@ -9,9 +9,21 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import REPO, SEG_BUNDLE, TINY_NET, TINY_TRAIN, bundle_copy, monai_bundle, seg_module, tiny_mae
 
 from transforms import LoadAngiogramd
+
+from conftest import (
+    REPO,
+    SEG_BUNDLE,
+    TINY_NET,
+    TINY_TRAIN,
+    TINY_UNETR,
+    bundle_copy,
+    monai_bundle,
+    seg_module,
+    tiny_mae,
+    tiny_seg_net,
+)
 
 CONFIGS = SEG_BUNDLE / "configs"
 TRAIN = str(CONFIGS / "train.json")
@@ -28,7 +40,7 @@ frangi_baseline = seg_module("frangi_baseline")
 
 
 def tiny_net():
-    return network.VesselUNETR(**{**TINY_NET, "img_size": [64, 64]})
+    return tiny_seg_net()
 
 
 def encoder_keys(net) -> list[str]:
@@ -101,6 +113,7 @@ def test_finetune_loads_and_updates_every_encoder_tensor(finetuned, tiny_pretrai
     assert f"Loaded {len(expected)} of {len(expected)} pretrained encoder tensors" in finetuned["log"]
     pretrained = encoder.map_mae_to_vit(torch.load(tiny_pretrain_ckpt), TINY_NET["num_layers"])
     final = torch.load(f"{finetuned['ckpt_dir']}/model.pt")
+    assert len(encoder.adapt_to_network(pretrained, final)) == 2, "patch 16 -> 8: kernel and position embeddings"
     unchanged = [k for k in expected if torch.equal(final[k], pretrained[k])]
     # MONAI's TransformerBlock always creates norm_cross_attn but uses it only with cross-attention: no gradient.
     assert unchanged and all(".norm_cross_attn." in k for k in unchanged)
@@ -132,17 +145,17 @@ def test_nested_ddp_checkpoint_loads(tmp_path, tiny_pretrain_ckpt):
 
 def test_position_embeddings_of_another_image_size_are_resized(tmp_path, tiny_pretrain_ckpt):
     state = torch.load(tiny_pretrain_ckpt)
-    net = encoder.load_pretrained_encoder(network.VesselUNETR(**{**TINY_NET, "img_size": [128, 128]}),
+    net = encoder.load_pretrained_encoder(network.VesselUNETR(**{**TINY_UNETR, "img_size": [128, 128]}),
                                           str(tiny_pretrain_ckpt))
     pos = net.state_dict()["vit.patch_embedding.position_embeddings"]
-    assert pos.shape == (1, 64, TINY_NET["hidden_size"])
+    assert pos.shape == (1, 64, TINY_UNETR["hidden_size"])
     src = state["patch_embedding.position_embeddings"].reshape(4, 4, -1)
     assert torch.allclose(pos.reshape(8, 8, -1).mean(dim=(0, 1)), src.mean(dim=(0, 1)), atol=0.05)
 
 
 def test_qkv_bias_mismatch_raises(tiny_pretrain_ckpt):
     with pytest.raises(encoder.PretrainedEncoderError, match="qkv_bias"):
-        encoder.load_pretrained_encoder(network.VesselUNETR(**{**TINY_NET, "qkv_bias": False}), str(tiny_pretrain_ckpt))
+        encoder.load_pretrained_encoder(tiny_seg_net(qkv_bias=False), str(tiny_pretrain_ckpt))
 
 
 @pytest.mark.parametrize("case", ["wider", "deeper_net", "unrelated", "missing"])
@@ -156,7 +169,7 @@ def test_mismatched_checkpoint_raises(tmp_path, case):
         match = "shape mismatch [1-9]"
     elif case == "deeper_net":
         torch.save(tiny_mae().state_dict(), path)
-        net = network.VesselUNETR(**{**TINY_NET, "num_layers": 3})
+        net = tiny_seg_net(num_layers=3)
         with pytest.raises(encoder.PretrainedEncoderError, match="missing [1-9]"):
             encoder.load_pretrained_encoder(net, str(path))
         return
@@ -273,10 +286,9 @@ def test_image_and_label_orientation_agree(dca_dir, tmp_path):
     dicom_seg.write_dicom_seg(label.numpy().T[None].astype(np.uint8), item["image"], str(seg))
     from monai.transforms import SaveImage
 
-    SaveImage(output_dir=str(tmp_path), output_postfix="mask", separate_folder=False, output_ext=".nii.gz", resample=True,
-              mode="nearest", print_log=False)(d["label"], meta_data={"filename_or_obj": "lab", "affine": np.eye(4),
-                                                                    "original_affine": np.eye(4),
-                                                                    "spatial_shape": label.shape})
+    meta = {"filename_or_obj": "lab", "affine": np.eye(4), "original_affine": np.eye(4), "spatial_shape": label.shape}
+    SaveImage(output_dir=str(tmp_path), output_postfix="mask", separate_folder=False, output_ext=".nii.gz",
+              resample=True, mode="nearest", print_log=False)(d["label"], meta_data=meta)
     nifti = next(tmp_path.glob("*_mask.nii.gz"))
     for other in (seg, nifti):
         loaded = labels.LoadVesselLabeld("label")({"label": str(other), "frame": None})["label"]

@@ -10,7 +10,7 @@ import pytest
 import torch
 from PIL import Image
 
-from conftest import SEG_BUNDLE, TINY_NET, XA_CINE, monai_bundle, seg_module
+from conftest import SEG_BUNDLE, TINY_NET, XA_CINE, monai_bundle, tiny_seg_net
 
 INFERENCE = str(SEG_BUNDLE / "configs" / "inference.json")
 META = str(SEG_BUNDLE / "configs" / "metadata.json")
@@ -18,9 +18,8 @@ META = str(SEG_BUNDLE / "configs" / "metadata.json")
 
 @pytest.fixture(scope="module")
 def tiny_model(tmp_path_factory):
-    network = seg_module("network")
     torch.manual_seed(0)
-    net = network.VesselUNETR(**{**TINY_NET, "img_size": [64, 64]})
+    net = tiny_seg_net()
     with torch.no_grad():
         net.out.conv.conv.bias.fill_(0.5)  # a random net that marks a fair share of pixels as vessel
     path = tmp_path_factory.mktemp("model") / "model.pt"
@@ -39,7 +38,8 @@ def seg_frames(seg: pydicom.Dataset) -> list[tuple[str, int | None]]:
     refs = []
     for item in seg.PerFrameFunctionalGroupsSequence:
         src = item.DerivationImageSequence[0].SourceImageSequence[0]
-        refs.append((src.ReferencedSOPInstanceUID, int(src.ReferencedFrameNumber) if "ReferencedFrameNumber" in src else None))
+        frame = int(src.ReferencedFrameNumber) if "ReferencedFrameNumber" in src else None
+        refs.append((src.ReferencedSOPInstanceUID, frame))
     return refs
 
 

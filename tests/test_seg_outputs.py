@@ -6,7 +6,8 @@ from __future__ import annotations
 import shutil
 
 import torch
-from conftest import SEG_BUNDLE, TINY_NET, TINY_TRAIN, monai_bundle, seg_module
+
+from conftest import SEG_BUNDLE, TINY_NET, TINY_TRAIN, monai_bundle, tiny_seg_net
 
 CONFIGS = SEG_BUNDLE / "configs"
 META = str(CONFIGS / "metadata.json")
@@ -87,10 +88,9 @@ def test_evaluation_refuses_existing_csvs(tmp_path, small_dca_dir):
 
 
 def test_inference_refuses_existing_outputs_and_never_replaces_an_input(tmp_path, dca_dir):
-    network = seg_module("network")
     torch.manual_seed(0)
     model = tmp_path / "model.pt"
-    torch.save(network.VesselUNETR(**{**TINY_NET, "img_size": [64, 64]}).state_dict(), model)
+    torch.save(tiny_seg_net().state_dict(), model)
     out = tmp_path / "out"
     ov = {**TINY_NET, "handlers#0#load_path": str(model), "input_dir": str(dca_dir / "images" / "1.dcm"),
           "output_dir": str(out)}

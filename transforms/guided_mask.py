@@ -68,6 +68,28 @@ def num_masked(num_patches: int, mask_ratio: float) -> int:
     return num_patches - int(num_patches * (1 - mask_ratio))
 
 
+def guidance_map(vessel_mask, soft=None, guidance: str = "mixed") -> np.ndarray:
+    """The map whose per-patch mass is the vascular distribution f.
+
+    Args:
+        vessel_mask: the binary pseudo-mask m, (1, D1, D2) or (D1, D2).
+        soft: the frozen segmentor's probability sigma(S(I)), same shape, in [0, 1]; needed for "mixed".
+        guidance: "mixed": 0.5 * m + 0.5 * soft (the authors' ``models_vmae.py``), float64; "mask": m > 0 (the
+            poster), bool.
+    Returns:
+        the map, shaped like vessel_mask.
+    """
+    m = convert_to_numpy(vessel_mask)
+    if guidance == "mask":
+        return m > 0
+    if soft is None:
+        raise ValueError('guidance="mixed" needs a soft map (same shape as the pseudo-mask, values in [0, 1])')
+    s = convert_to_numpy(soft, dtype=np.float64)
+    if s.shape != m.shape:
+        raise ValueError(f"soft map shape {s.shape} differs from pseudo-mask shape {m.shape}")
+    return 0.5 * (m > 0) + 0.5 * np.clip(s, 0.0, 1.0)
+
+
 class AnatomyGuidedMask(Randomizable, Transform):
     """Draws an MAE mask where k = min(int(num_mask * beta), #patches with f > 0) patches are drawn with probability
     proportional to the vascular distribution f (without replacement), the other num_mask - k uniformly from the rest.
@@ -76,7 +98,8 @@ class AnatomyGuidedMask(Randomizable, Transform):
         patch_size: P.
         mask_ratio: r; num_mask = L - int(L * (1 - r)).
         beta: guidance strength in [0, 1], a float or a SharedBeta updated by a schedule.
-        guidance: "mask": f from the binary pseudo-mask m; "mixed": f from 0.5 * m + 0.5 * soft (soft in [0, 1]).
+        guidance: "mixed" (the authors' code): f from 0.5 * m + 0.5 * soft, with soft the frozen segmentor's
+            probability sigma(S(I)) in [0, 1]; "mask" (the poster): f from the binary pseudo-mask m alone.
 
     Call with the pseudo-mask (1, D1, D2) [and the soft map (1, D1, D2) for "mixed"]; returns
     mask (L,) float32 (1 = masked), ids_keep (L - num_mask,) int64 (ascending), ids_restore (L,) int64 such that
@@ -115,7 +138,7 @@ class AnatomyGuidedMask(Randomizable, Transform):
         self._masked = np.concatenate([guided, uniform]).astype(np.int64)
 
     def __call__(self, vessel_mask, soft=None, randomize: bool = True):
-        f = patch_distribution(self._guidance_map(vessel_mask, soft), self.patch_size)
+        f = patch_distribution(guidance_map(vessel_mask, soft, self.guidance), self.patch_size)
         if randomize or self._masked is None:
             self.randomize(f)
         num_patches = f.shape[0]
@@ -127,18 +150,6 @@ class AnatomyGuidedMask(Randomizable, Transform):
         ids_restore[ids_shuffle] = np.arange(num_patches)
         return torch.from_numpy(mask), torch.from_numpy(ids_keep), torch.from_numpy(ids_restore)
 
-    def _guidance_map(self, vessel_mask, soft):
-        m = convert_to_numpy(vessel_mask)
-        if self.guidance == "mask":
-            return m > 0
-        if soft is None:
-            raise ValueError('guidance="mixed" needs a soft map (same shape as the pseudo-mask, values in [0, 1])')
-        s = convert_to_numpy(soft, dtype=np.float64)
-        if s.shape != m.shape:
-            raise ValueError(f"soft map shape {s.shape} differs from pseudo-mask shape {m.shape}")
-        peak = s.max()
-        return 0.5 * (m > 0) + 0.5 * (np.clip(s / peak, 0.0, 1.0) if peak > 0 else s)
-
 
 class AnatomyGuidedMaskd(Randomizable, MapTransform):
     """Dictionary wrapper of AnatomyGuidedMask.
@@ -149,7 +160,7 @@ class AnatomyGuidedMaskd(Randomizable, MapTransform):
     Args:
         keys: the pseudo-mask key (exactly one).
         mask_key, ids_keep_key, ids_restore_key: output keys.
-        soft_key: soft guidance map key for guidance="mixed" (e.g. "vesselness", divided by its maximum).
+        soft_key: key of the soft map sigma(S(I)) (1, D1, D2) in [0, 1], for guidance="mixed".
         patch_size, mask_ratio, beta, guidance: see AnatomyGuidedMask.
     """
 
@@ -191,4 +202,4 @@ class AnatomyGuidedMaskd(Randomizable, MapTransform):
         return d
 
 
-__all__ = ["SharedBeta", "AnatomyGuidedMask", "AnatomyGuidedMaskd", "patch_distribution", "num_masked"]
+__all__ = ["SharedBeta", "AnatomyGuidedMask", "AnatomyGuidedMaskd", "guidance_map", "patch_distribution", "num_masked"]

@@ -75,14 +75,17 @@ class VesselPseudoMask(Transform):
 
     backend = [torch.Tensor.__name__, np.ndarray.__name__]
 
-    def __init__(self, border: int = 20, percentile: float = 92.0, keep: str = "strongest_component", connectivity: int = 1):
+    def __init__(
+        self, border: int = 20, percentile: float = 92.0, keep: str = "strongest_component", connectivity: int = 1
+    ):
         if keep not in _KEEP:
             raise ValueError(f"keep must be one of {_KEEP}, got {keep!r}")
         if not 0 <= percentile <= 100:
             raise ValueError(f"percentile must be in [0, 100], got {percentile}")
         if border < 0:
             raise ValueError(f"border must be >= 0, got {border}")
-        self.border, self.percentile, self.keep, self.connectivity = int(border), float(percentile), keep, int(connectivity)
+        self.border, self.percentile = int(border), float(percentile)
+        self.keep, self.connectivity = keep, int(connectivity)
 
     def __call__(self, img):
         """img: (C, W, H) vesselness -> (C, W, H) float32 mask."""

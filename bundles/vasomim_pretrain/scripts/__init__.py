@@ -1,1 +1,2 @@
-"""Bundle code of vasomim_pretrain: GuidedMAE, VasoMIM losses, beta schedule, MAE iteration, segmentor stage, run folder."""
+"""Bundle code of vasomim_pretrain: GuidedMAE, VasoMIM losses, beta schedule, MAE iteration, segmentor stage,
+run folder."""

@@ -14,7 +14,9 @@ class MAEIteration:
     loss_function is a VasoMIMLoss.
 
     The batch holds "image" (B, 1, D1, D2) and, through engine.prepare_batch (PrepareBatchExtraInput), the
-    network's keyword inputs "mask" (B, L), "ids_keep" (B, L_keep), "ids_restore" (B, L).
+    network's keyword inputs "mask" (B, L), "ids_keep" (B, L_keep), "ids_restore" (B, L). A "segmentor_prob"
+    (B, 1, D1, D2) in the batch (the "mixed" guidance's sigmoid(S(I))) is handed to the loss, which then need not run S
+    on I again.
     engine.state.output gets "loss", "loss_rec", "loss_cons" (detached scalars), "beta", "lr" (floats) and,
     detached, "image", "mask", "recon", "seg_img", "seg_recon" for image logging.
 
@@ -30,13 +32,16 @@ class MAEIteration:
     def __call__(self, engine, batchdata: dict) -> dict:
         inputs, _, args, kwargs = engine.prepare_batch(batchdata, engine.state.device, engine.non_blocking)
         inputs = torch.as_tensor(inputs)
+        soft = batchdata.get("segmentor_prob")
+        soft = None if soft is None else torch.as_tensor(soft).to(inputs.device, non_blocking=engine.non_blocking)
         engine.network.train()
         engine.optimizer.zero_grad(set_to_none=engine.optim_set_to_none)
         with torch.autocast(inputs.device.type, dtype=self.autocast_dtype or torch.bfloat16,
                             enabled=self.autocast_dtype is not None):
             pred, mask = engine.inferer(inputs, engine.network, *args, **kwargs)
             engine.fire_event(IterationEvents.FORWARD_COMPLETED)
-            out = engine.loss_function(inputs, pred, mask)
+            out = engine.loss_function(inputs, pred, mask) if soft is None else engine.loss_function(
+                inputs, pred, mask, soft)
         engine.fire_event(IterationEvents.LOSS_COMPLETED)
         out["loss"].backward()
         engine.fire_event(IterationEvents.BACKWARD_COMPLETED)

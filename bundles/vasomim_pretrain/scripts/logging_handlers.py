@@ -71,7 +71,8 @@ class EpochMetricsLog:
 
 class ReconstructionImages:
     """Every `interval` epochs, writes the first image of the last batch to TensorBoard: input, masked input,
-    reconstruction I', S(I) and S(I') (sigmoid), each (1, D1, D2) in [0, 1], shown transposed (rows = y) as a radiologist views it."""
+    reconstruction I', S(I) and S(I') (sigmoid), each (1, D1, D2) in [0, 1], shown transposed (rows = y) as a
+    radiologist views it."""
 
     def __init__(self, summary_writer, patch_size: int, interval: int = 1, tag: str = "pretrain"):
         self.writer, self.patch, self.interval, self.tag = summary_writer, int(patch_size), int(interval), tag

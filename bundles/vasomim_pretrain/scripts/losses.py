@@ -1,4 +1,5 @@
-"""VasoMIM losses: norm-pix MSE on masked patches (L_rec) + anatomical consistency through a frozen segmentor (L_cons)."""
+"""VasoMIM losses: norm-pix MSE on masked patches (L_rec) + anatomical consistency through a frozen segmentor
+(L_cons)."""
 
 from __future__ import annotations
 
@@ -22,7 +23,8 @@ def patch_stats(target: torch.Tensor, eps: float = 1e-6) -> tuple[torch.Tensor, 
 
 def patch_targets(imgs: torch.Tensor, patch_size: int, norm_pix_loss: bool = True):
     """imgs (B, C, D1, D2) -> (target (B, L, P*P*C), mean (B, L, 1) or None, std (B, L, 1) or None): the patchified
-    image, normalised per patch when norm_pix_loss, with the statistics used (shared by L_rec and the reconstruction)."""
+    image, normalised per patch when norm_pix_loss, with the statistics used (shared by L_rec and the
+    reconstruction)."""
     target = patchify(imgs, patch_size)
     if not norm_pix_loss:
         return target, None, None
@@ -60,15 +62,22 @@ def reconstruct(imgs: torch.Tensor, pred: torch.Tensor, patch_size: int, norm_pi
     return unnormalise(pred, mean, std, patch_size, grid, imgs.shape[1])
 
 
-def consistency_loss(segmentor: nn.Module, imgs: torch.Tensor, recon: torch.Tensor) -> tuple[torch.Tensor, ...]:
+def consistency_loss(segmentor: nn.Module, imgs: torch.Tensor, recon: torch.Tensor,
+                     soft: torch.Tensor | None = None) -> tuple[torch.Tensor, ...]:
     """L_cons = BCEWithLogits(S(I'), sigmoid(S(I)).detach()), mean over pixels; gradients reach I' through S.
 
     imgs, recon (B, C, D1, D2) -> (loss scalar, S(I) logits (B, 1, D1, D2), S(I') logits (B, 1, D1, D2)).
+    ``soft`` (B, 1, D1, D2), when given, is sigmoid(S(I)) already computed on the same images (by the "mixed"
+    guidance in the data pipeline); S then runs on I' only, and the S(I) logits returned are its logit.
     """
-    imgs, recon = (t.contiguous(memory_format=torch.channels_last) for t in (imgs, recon))
-    with torch.no_grad():
-        logits_img = segmentor(imgs)
-        soft = torch.sigmoid(logits_img.float())
+    recon = recon.contiguous(memory_format=torch.channels_last)
+    if soft is None:
+        with torch.no_grad():
+            logits_img = segmentor(imgs.contiguous(memory_format=torch.channels_last))
+            soft = torch.sigmoid(logits_img.float())
+    else:
+        soft = soft.float()
+        logits_img = torch.logit(soft, eps=1e-6)
     logits_rec = segmentor(recon)
     return F.binary_cross_entropy_with_logits(logits_rec.float(), soft), logits_img, logits_rec
 
@@ -119,7 +128,8 @@ class VasoMIMLoss(nn.Module):
         use_cons: False for the "w/o L_cons" ablation (S is then not run).
         norm_pix_loss: per-patch normalised targets.
 
-    Call with imgs (B, C, D1, D2), pred (B, L, P*P*C), mask (B, L); returns a dict with "loss", "loss_rec",
+    Call with imgs (B, C, D1, D2), pred (B, L, P*P*C), mask (B, L) and optionally soft = sigmoid(S(imgs))
+    (B, 1, D1, D2) when the data pipeline computed it already; returns a dict with "loss", "loss_rec",
     "loss_cons" (scalars) and "recon" (B, C, D1, D2), "seg_img", "seg_recon" (B, 1, D1, D2) logits or None.
     """
 
@@ -140,14 +150,15 @@ class VasoMIMLoss(nn.Module):
             self.segmentor.eval()
         return self
 
-    def forward(self, imgs: torch.Tensor, pred: torch.Tensor, mask: torch.Tensor) -> dict:
+    def forward(self, imgs: torch.Tensor, pred: torch.Tensor, mask: torch.Tensor,
+                soft: torch.Tensor | None = None) -> dict:
         target, mean, std = patch_targets(imgs, self.patch_size, self.norm_pix_loss)
         loss_rec = masked_mse(pred, target, mask)
         grid = (imgs.shape[-2] // self.patch_size, imgs.shape[-1] // self.patch_size)
         recon = unnormalise(pred, mean, std, self.patch_size, grid, imgs.shape[1])
         out = {"loss_rec": loss_rec, "recon": recon, "seg_img": None, "seg_recon": None}
         if self.use_cons:
-            loss_cons, out["seg_img"], out["seg_recon"] = consistency_loss(self.segmentor, imgs, recon)
+            loss_cons, out["seg_img"], out["seg_recon"] = consistency_loss(self.segmentor, imgs, recon, soft)
         else:
             loss_cons = torch.zeros((), device=imgs.device)
         out["loss_cons"] = loss_cons

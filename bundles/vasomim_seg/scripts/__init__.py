@@ -1,1 +1,2 @@
-"""Code used only by the vasomim_seg bundle: network, encoder loading, data pairing, labels, clDice, DICOM SEG output."""
+"""Code used only by the vasomim_seg bundle: network, encoder loading, data pairing, labels, clDice,
+DICOM SEG output."""

@@ -20,15 +20,16 @@ from skimage.morphology import skeletonize
 
 
 def cldice_2d(pred: np.ndarray, label: np.ndarray) -> float:
-    """clDice of two binary 2D masks (D1, D2) (any dtype, nonzero = vessel); see the module docstring for empty cases."""
-    p, l = np.asarray(pred) > 0, np.asarray(label) > 0
-    if not p.any() and not l.any():
+    """clDice of two binary 2D masks (D1, D2) (any dtype, nonzero = vessel); see the module docstring for empty
+    cases."""
+    p, g = np.asarray(pred) > 0, np.asarray(label) > 0
+    if not p.any() and not g.any():
         return 1.0
-    if not p.any() or not l.any():
+    if not p.any() or not g.any():
         return 0.0
-    skel_p, skel_l = skeletonize(p), skeletonize(l)
-    tprec = (skel_p & l).sum() / max(skel_p.sum(), 1)
-    tsens = (skel_l & p).sum() / max(skel_l.sum(), 1)
+    skel_p, skel_g = skeletonize(p), skeletonize(g)
+    tprec = (skel_p & g).sum() / max(skel_p.sum(), 1)
+    tsens = (skel_g & p).sum() / max(skel_g.sum(), 1)
     if tprec + tsens == 0:
         return 0.0
     return float(2.0 * tprec * tsens / (tprec + tsens))
@@ -48,9 +49,11 @@ class ClDiceMetric(CumulativeIterationMetric):
 
     def _compute_tensor(self, y_pred: torch.Tensor, y: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
         if y_pred.shape != y.shape or y_pred.ndim != 4 or y_pred.shape[1] != 1:
-            raise ValueError(f"expected y_pred and y of shape (B, 1, D1, D2), got {tuple(y_pred.shape)} and {tuple(y.shape)}.")
-        p, l = y_pred.detach().cpu().numpy(), y.detach().cpu().numpy()
-        values = [cldice_2d(p[b, 0], l[b, 0]) for b in range(p.shape[0])]
+            raise ValueError(
+                f"expected y_pred and y of shape (B, 1, D1, D2), got {tuple(y_pred.shape)} and {tuple(y.shape)}."
+            )
+        p, g = y_pred.detach().cpu().numpy(), y.detach().cpu().numpy()
+        values = [cldice_2d(p[b, 0], g[b, 0]) for b in range(p.shape[0])]
         return torch.tensor(values, dtype=torch.float32, device=y_pred.device).reshape(-1, 1)
 
     def aggregate(self, reduction: MetricReduction | str | None = None):

@@ -74,6 +74,25 @@ def split_datalist(datalist: list, val_fraction: float = 0.2, seed: int = 0, par
     raise ValueError(f"part must be 'train', 'val' or 'all', got {part!r}.")
 
 
-def folder_split(dataset_dir: str, val_fraction: float = 0.2, seed: int = 0, part: str = "train") -> list:
-    """``split_datalist(paired_datalist(dataset_dir), val_fraction, seed, part)``: list of image/label/frame dicts."""
-    return split_datalist(paired_datalist(os.fspath(dataset_dir)), val_fraction, seed, part)
+def label_subset(datalist: list, n_labels: int | None, seed: int = 0) -> list:
+    """The first ``n_labels`` items of a seeded shuffle of ``datalist``, in datalist order (all when None).
+
+    For one seed the subsets are nested: the 4-label set lies inside the 8-label set, and so on, as a label-efficiency
+    study needs. Raises ``ValueError`` when more labels are asked for than there are.
+    """
+    if n_labels is None:
+        return list(datalist)
+    if not 1 <= int(n_labels) <= len(datalist):
+        raise ValueError(f"n_labels must be between 1 and {len(datalist)} (the training images), got {n_labels}.")
+    order = list(range(len(datalist)))
+    random.Random(seed).shuffle(order)
+    keep = set(order[: int(n_labels)])
+    return [d for i, d in enumerate(datalist) if i in keep]
+
+
+def folder_split(dataset_dir: str, val_fraction: float = 0.2, seed: int = 0, part: str = "train",
+                 n_labels: int | None = None, labels_seed: int = 0) -> list:
+    """``split_datalist(paired_datalist(dataset_dir), val_fraction, seed, part)``: list of image/label/frame dicts;
+    the "train" part is cut to ``label_subset(..., n_labels, labels_seed)``."""
+    items = split_datalist(paired_datalist(os.fspath(dataset_dir)), val_fraction, seed, part)
+    return label_subset(items, n_labels, labels_seed) if part == "train" else items

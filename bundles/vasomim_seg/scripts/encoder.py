@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 import torch
 
@@ -55,15 +55,10 @@ def map_mae_to_vit(mae_state: Mapping[str, torch.Tensor], num_layers: int) -> di
     return mapped
 
 
-def checkpoint_pos_shape(mae_state: Mapping[str, torch.Tensor]) -> torch.Size:
-    """Shape (1, N, hidden) of the MAE's encoder position embeddings."""
-    return mae_state["patch_embedding.position_embeddings"].shape
-
-
 def resize_position_embeddings(pos: torch.Tensor, num_tokens: int) -> torch.Tensor:
-    """Bicubic resize of square-grid position embeddings (1, N, C) -> (1, num_tokens, C), as in MAE fine-tuning when
-    the fine-tuning image size differs from the pretraining one. Non-square grids are returned unchanged (the shape
-    check then reports the mismatch)."""
+    """Bicubic resize of square-grid position embeddings (1, N, C) -> (1, num_tokens, C), as in MAE and CheXWorld
+    fine-tuning when the token grid differs from the pretraining one (another image or patch size). Non-square grids
+    are returned unchanged (the shape check then reports the mismatch)."""
     old, new = int(round(pos.shape[1] ** 0.5)), int(round(num_tokens**0.5))
     if old * old != pos.shape[1] or new * new != num_tokens:
         return pos
@@ -72,17 +67,55 @@ def resize_position_embeddings(pos: torch.Tensor, num_tokens: int) -> torch.Tens
     return grid.permute(0, 2, 3, 1).reshape(1, new * new, -1).to(pos.dtype)
 
 
-def load_pretrained_encoder(network: torch.nn.Module, ckpt_path: str | None, map_location: str = "cpu") -> torch.nn.Module:
+def resize_patch_kernel(kernel: torch.Tensor, patch_size: Sequence[int]) -> torch.Tensor:
+    """Bicubic resize of the patch-embedding kernel (hidden, C_in, p, p) -> (hidden, C_in, *patch_size), as CheXWorld's
+    ``build_transfer_model`` does for segmentation at patch 8, scaled by (p / p')² so that a token's response to
+    smooth content (a sum over p² pixels) keeps its pretraining magnitude relative to the position embeddings."""
+    scale = (kernel.shape[-2] * kernel.shape[-1]) / (patch_size[0] * patch_size[1])
+    resized = torch.nn.functional.interpolate(kernel.float(), size=tuple(patch_size), mode="bicubic",
+                                              align_corners=False)
+    return (resized * scale).to(kernel.dtype)
+
+
+def adapt_to_network(mapped: dict[str, torch.Tensor], target: Mapping[str, torch.Tensor]) -> list[str]:
+    """Resizes, in ``mapped``, the patch kernel and the position embeddings that differ from the network's
+    (``target``) in patch size or token grid; returns one line per tensor resized."""
+    changes = []
+    kernel_key, pos_key = "vit.patch_embedding.patch_embeddings.weight", "vit.patch_embedding.position_embeddings"
+    if kernel_key in mapped and kernel_key in target and mapped[kernel_key].shape[-2:] != target[kernel_key].shape[-2:]:
+        changes.append(f"patch kernel {tuple(mapped[kernel_key].shape)} -> {tuple(target[kernel_key].shape)}")
+        mapped[kernel_key] = resize_patch_kernel(mapped[kernel_key], target[kernel_key].shape[-2:])
+    if pos_key in mapped and pos_key in target and mapped[pos_key].shape != target[pos_key].shape:
+        changes.append(f"position embeddings {tuple(mapped[pos_key].shape)} -> {tuple(target[pos_key].shape)}")
+        mapped[pos_key] = resize_position_embeddings(mapped[pos_key], target[pos_key].shape[1])
+    return changes
+
+
+def describe_checkpoint(state: Mapping[str, torch.Tensor]) -> str:
+    """What a state dict that holds no MAE encoder is, for the error message ("" when it holds one)."""
+    if any(k.startswith("patch_embedding.") or k.startswith("blocks.") for k in state):
+        return ""
+    if any(k.startswith("vit.") for k in state):
+        return (" It is a segmentation checkpoint (keys vit.*, e.g. a vasomim_seg models/model.pt), not a "
+                "pretraining one: pass the vasomim_pretrain bundle's models/model.pt as --pretrained_ckpt, or load a "
+                "trained segmentation model with evaluate.json / inference.json.")
+    return f" It holds no MAE encoder keys (patch_embedding.*, blocks.*); first keys: {sorted(state)[:3]}."
+
+
+def load_pretrained_encoder(network: torch.nn.Module, ckpt_path: str | None,
+                            map_location: str = "cpu") -> torch.nn.Module:
     """Loads the pretrained MAE encoder at ``ckpt_path`` into ``network.vit`` and returns ``network``.
 
     ``ckpt_path`` None or "" leaves the network as initialised (training from scratch). Otherwise every tensor of
     ``network.vit.patch_embedding``, ``network.vit.blocks`` and ``network.vit.norm`` must be found in the checkpoint
-    with the same shape, or :class:`PretrainedEncoderError` is raised naming the missing or mismatched keys. Position
-    embeddings of another square token grid (pretraining at another image size) are resized bicubically first. The
-    number of tensors loaded is logged.
+    with the same shape, or :class:`PretrainedEncoderError` is raised naming the missing or mismatched keys. A patch
+    kernel of another patch size (pretraining at 16, fine-tuning at 8) and position embeddings of another square
+    token grid (another image or patch size) are resized bicubically first (:func:`adapt_to_network`). The number of
+    tensors loaded is logged.
 
     Args:
-        network: a module with a MONAI ``ViT`` at ``network.vit`` (e.g. ``scripts.network.VesselUNETR``).
+        network: a module with a MONAI ``ViT`` at ``network.vit`` (``scripts.adapter.VesselViTAdapter``,
+            ``scripts.network.VesselUNETR``).
         ckpt_path: path to a ``models/model.pt`` written by the vasomim_pretrain bundle, or None.
         map_location: device for ``torch.load``.
     """
@@ -99,10 +132,8 @@ def load_pretrained_encoder(network: torch.nn.Module, ckpt_path: str | None, map
     mapped = map_mae_to_vit(mae_state, num_layers)
 
     target = network.state_dict()
-    pos_key = "vit.patch_embedding.position_embeddings"
-    if pos_key in mapped and pos_key in target and mapped[pos_key].shape != target[pos_key].shape:
-        mapped[pos_key] = resize_position_embeddings(mapped[pos_key], target[pos_key].shape[1])
-        logger.info(f"Resized position embeddings {tuple(checkpoint_pos_shape(mae_state))} -> {tuple(target[pos_key].shape)}.")
+    for change in adapt_to_network(mapped, target):
+        logger.info(f"Resized {change} (bicubic).")
     expected = [k for k in target if k.startswith(ENCODER_PREFIXES)]
     missing = [k for k in expected if k not in mapped]
     mismatched = [f"{k}: checkpoint {tuple(mapped[k].shape)} vs network {tuple(target[k].shape)}"
@@ -110,9 +141,9 @@ def load_pretrained_encoder(network: torch.nn.Module, ckpt_path: str | None, map
     if missing or mismatched:
         raise PretrainedEncoderError(
             f"{ckpt_path}: loaded {len(expected) - len(missing) - len(mismatched)} of {len(expected)} encoder tensors; "
-            f"missing {len(missing)} {missing[:5]}, shape mismatch {len(mismatched)} {mismatched[:5]}. "
-            "The segmentation encoder (img_size, hidden_size, num_layers, num_heads, mlp_dim, qkv_bias) must match "
-            "the pretraining network."
+            f"missing {len(missing)} {missing[:5]}, shape mismatch {len(mismatched)} {mismatched[:5]}."
+            + (describe_checkpoint(mae_state) or " The segmentation encoder (hidden_size, num_layers, num_heads, "
+               "mlp_dim, qkv_bias) must match the pretraining network; img_size and patch_size may differ.")
         )
     extra = sorted(set(mapped) - set(expected))
     if extra:
@@ -124,4 +155,19 @@ def load_pretrained_encoder(network: torch.nn.Module, ckpt_path: str | None, map
     if any(k in expected for k in result.missing_keys):
         raise PretrainedEncoderError(f"{ckpt_path}: encoder tensors not loaded: {result.missing_keys[:5]}.")
     logger.info(f"Loaded {len(expected)} of {len(expected)} pretrained encoder tensors from {ckpt_path}.")
+    return network
+
+
+def freeze_encoder(network: torch.nn.Module, freeze: bool = False) -> torch.nn.Module:
+    """Returns ``network`` with ``network.vit``'s parameters frozen (requires_grad False) when ``freeze``: the
+    frozen-encoder probe, where only the decoder learns. ``freeze`` False returns it unchanged (any network)."""
+    if not freeze:
+        return network
+    vit = getattr(network, "vit", None)
+    if vit is None:
+        raise ValueError(f"freeze_encoder needs a network with a ViT encoder at .vit; {type(network).__name__} "
+                         "has none.")
+    for param in vit.parameters():
+        param.requires_grad_(False)
+    logger.info(f"Froze the encoder: {sum(p.numel() for p in vit.parameters())} parameters; the decoder trains alone.")
     return network

@@ -24,7 +24,9 @@ def read_dicom_seg(path: str, frame: int | None = None) -> np.ndarray:
     except Exception as e:
         raise AngiogramReadError(path, f"not a readable DICOM file ({e})") from e
     if ds.get("SOPClassUID") != SegmentationStorage:
-        raise AngiogramReadError(path, f"a DICOM label must be a Segmentation object, got SOP class {ds.get('SOPClassUID')}")
+        raise AngiogramReadError(
+            path, f"a DICOM label must be a Segmentation object, got SOP class {ds.get('SOPClassUID')}"
+        )
     pixels = ds.pixel_array.reshape(-1, ds.Rows, ds.Columns)
     if pixels.shape[0] == 1:
         return (pixels[0] > 0).astype(np.uint8)

@@ -96,8 +96,8 @@ class SaveVesselOutputsd(MapTransform):
         for key in self.key_iterator(d):
             mask = (np.asarray(torch.as_tensor(d[key]).detach().cpu()) > 0.5).astype(np.uint8)
             if self.nifti:
-                self.saver(mask, meta_data={"filename_or_obj": stem, "affine": image.affine, "original_affine": image.affine,
-                                            "spatial_shape": mask.shape[1:]})
+                self.saver(mask, meta_data={"filename_or_obj": stem, "affine": image.affine,
+                                            "original_affine": image.affine, "spatial_shape": mask.shape[1:]})
             if self.overlay:
                 grey = (torch.as_tensor(image).detach().cpu()[0].clamp(0, 1).numpy().T * 255).astype(np.uint8)
                 rgb = np.repeat(grey[..., None], 3, axis=-1)

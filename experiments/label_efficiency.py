@@ -1,0 +1,180 @@
+"""Label-efficiency study: does VasoMIM pretraining pay off when labels are scarce, fine-tuned as the paper does?
+
+Fine-tuning follows the authors' protocol (CheXWorld's segmentation adapter on the last block, patch 8, drop path
+0.1, layer decay 0.75), the seg bundle's default. Labelled training sets of 2, 4, 8, 16 and 32 images are nested
+subsets of the 32-image training split (``--n_labels``, ``--labels_seed 0``), with the same 8 validation images and a
+fixed iteration budget whatever the label count. Arms:
+
+* ``unet``: MONAI BasicUNet from scratch (``unet.json``);
+* ``scratch``: the adapter network from scratch;
+* ``mae``, ``vasomim``: the adapter fine-tuned from the MAE and VasoMIM pretrainings (mask ratio 0.5, both);
+* ``vasomim_unetr``: VasoMIM fine-tuned through ``VesselUNETR`` (``unetr.json``, patch 16), to isolate the protocol;
+* ``probe_random``, ``probe_mae``, ``probe_vasomim``: the encoder frozen (``--freeze_encoder true``), only the adapter
+  trained.
+
+Every step is a ``python -m monai.bundle run ...`` subprocess with a ``done.json`` marker (see ``reproduction.py``),
+so an interrupted study resumes. ``--test-dir DIR`` also evaluates every trained model on a folder of ``images/`` +
+``labels/`` and writes the same tables for it.
+
+    python experiments/label_efficiency.py --labels 4 8 --seeds 0 --arms unet scratch mae vasomim
+    python experiments/label_efficiency.py --analysis-only
+    python experiments/label_efficiency.py --scale smoke --data-root ../shared/data   # pipeline check, minutes
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from label_efficiency_report import write_report  # noqa: E402
+from reproduction import PRE, REPO, SEG, VIT_TI, bundle_cmd, pretrain_dirs, rerun, run_step  # noqa: E402
+
+SCALES = {
+    "cpu": {"img_size": 128, **VIT_TI, "pre_epochs": 30, "warmup_epochs": 3, "pre_batch": 16, "blr": 8e-3,
+            "segmentor_epochs": 10, "segmentor_channels": [8, 16, 32, 64], "vesselness_sigmas": [1, 2, 3],
+            "iterations": 200, "seg_batch": 4, "lr": 5e-4, "val_every": 20, "patch_size": 8, "drop_path": 0.1},
+    "smoke": {"img_size": 64, "hidden_size": 64, "mlp_dim": 128, "num_layers": 2, "num_heads": 2,
+              "decoder_hidden_size": 32, "decoder_mlp_dim": 64, "decoder_num_layers": 1, "decoder_num_heads": 2,
+              "pre_epochs": 1, "warmup_epochs": 0, "pre_batch": 32, "blr": 1.5e-3, "segmentor_epochs": 1,
+              "segmentor_channels": [4, 8, 16], "vesselness_sigmas": [1, 2], "iterations": 4, "seg_batch": 4,
+              "lr": 5e-4, "val_every": 2, "patch_size": 8, "drop_path": 0.1},
+}
+PRETRAIN_ARMS = {
+    "mae": {"guided": False, "use_cons": False},
+    "vasomim": {"guided": True, "guidance": "mixed", "beta_0": 0.0, "beta_E": 0.5, "use_cons": True},
+}
+ARMS = ["unet", "scratch", "mae", "vasomim", "vasomim_unetr", "probe_random", "probe_mae", "probe_vasomim"]
+PROTOCOL_LABELS = (8, 32)
+"""Label counts of the arms that are not label-efficiency curves (VesselUNETR and the frozen probes)."""
+
+
+def pretrained_arm(arm: str) -> str | None:
+    """The pretraining an arm fine-tunes from ("mae", "vasomim"), or None."""
+    return next((p for p in PRETRAIN_ARMS if arm.endswith(p) or arm == f"{p}_unetr"), None)
+
+
+def pretrain(arm: str, s: dict, runs: Path, data: Path, threads: int, log: Path) -> dict:
+    """One pretraining (seed 0) with the vasomim_pretrain bundle, mask ratio 0.5 (the authors' script)."""
+    step, out = runs / "pretrain" / arm, runs / "pretrain" / arm / "run"
+    ov = {k: s[k] for k in ("img_size", "hidden_size", "mlp_dim", "num_layers", "num_heads", "decoder_hidden_size",
+                            "decoder_mlp_dim", "decoder_num_layers", "decoder_num_heads", "blr", "warmup_epochs",
+                            "segmentor_epochs", "segmentor_channels", "vesselness_sigmas")}
+    ov.update({"working_size": s["img_size"], "dataset_dir": pretrain_dirs(data), "output_dir": str(out), "seed": 0,
+               "max_epochs": s["pre_epochs"], "batch_size": s["pre_batch"], "mask_ratio": 0.5, "num_workers": 0,
+               "cache_workers": 1, "progress_bar": False, **PRETRAIN_ARMS[arm]})
+    if not (step / "done.json").exists() and list((out / "checkpoints").glob("*.pt")):
+        ov["resume"] = True
+    elif not (step / "done.json").exists() and out.exists():
+        ov["overwrite"] = True
+    return run_step(step, bundle_cmd(PRE, "training", ["train.json"], ov), threads, log)
+
+
+def seg_overrides(arm: str, n: int, seed: int, s: dict, runs: Path, data: Path) -> tuple[list[str], dict]:
+    """Config files and overrides that train ``arm`` on ``n`` labels with fine-tuning seed ``seed``, for a fixed
+    number of iterations (``s["iterations"]``) and a validation every ``s["val_every"]`` iterations."""
+    out = runs / "seg" / arm / f"n{n}" / f"seed{seed}"
+    per_epoch = math.ceil(n / s["seg_batch"])
+    ov = {"dataset_dir": str(data / "xca_dca80_train"), "val_fraction": 0.2, "split_seed": 0, "n_labels": n,
+          "labels_seed": 0, "seed": seed, "img_size": s["img_size"], "batch_size": s["seg_batch"],
+          "max_epochs": math.ceil(s["iterations"] / per_epoch),
+          "val_interval": max(1, round(s["val_every"] / per_epoch)),
+          "early_stop_patience": 10**6, "learning_rate": s["lr"], "num_workers": 0, "ckpt_dir": str(out / "models"),
+          "output_dir": str(out / "train_log")}
+    if arm == "unet":
+        return ["train.json", "unet.json"], ov
+    ov.update({k: s[k] for k in ("hidden_size", "mlp_dim", "num_layers", "num_heads")})
+    configs = ["train.json"] + (["unetr.json"] if arm.endswith("_unetr") else [])
+    if not arm.endswith("_unetr"):
+        ov.update({"patch_size": s["patch_size"], "drop_path": s["drop_path"]})
+    if arm.startswith("probe_"):
+        ov.update({"freeze_encoder": True, "drop_path": 0.0})
+    source = pretrained_arm(arm)
+    if source is None:
+        ov["layer_decay"] = 1.0
+    else:
+        ov["pretrained_ckpt"] = str(runs / "pretrain" / source / "run" / "models" / "model.pt")
+    return configs, ov
+
+
+def evaluate_cmd(arm: str, n: int, seed: int, s: dict, runs: Path, data: Path, out: Path,
+                 test_dir: Path | None = None) -> list[str]:
+    """``run evaluating`` of the trained model on the val split (or on all of ``test_dir``), at source resolution."""
+    configs, ov = seg_overrides(arm, n, seed, s, runs, data)
+    ov.pop("pretrained_ckpt", None)
+    ov.update({"validate#dataset#data#part": "val" if test_dir is None else "all", "output_dir": str(out / "eval"),
+               **rerun(out)})
+    if test_dir is not None:
+        ov["dataset_dir"] = str(test_dir)
+    return bundle_cmd(SEG, "evaluating", configs + ["evaluate.json"], ov)
+
+
+def finetune(arm: str, n: int, seed: int, s: dict, runs: Path, data: Path, threads: int, log: Path,
+             test_dir: Path | None) -> None:
+    """Trains, then evaluates the best checkpoint on the val split (and on ``test_dir``)."""
+    out = runs / "seg" / arm / f"n{n}" / f"seed{seed}"
+    configs, ov = seg_overrides(arm, n, seed, s, runs, data)
+    run_step(out / "train", bundle_cmd(SEG, "training", configs, {**ov, **rerun(out / "train")}), threads, log)
+    run_step(out / "val", evaluate_cmd(arm, n, seed, s, runs, data, out / "val"), threads, log)
+    if test_dir is not None:
+        run_step(out / "test", evaluate_cmd(arm, n, seed, s, runs, data, out / "test", test_dir), threads, log)
+
+
+def plan(arms: list[str], labels: list[int], seeds: list[int]) -> list[tuple[str, int, int]]:
+    """(arm, n, seed) in the order that leaves the most useful part done: seed by seed, fewest labels first."""
+    steps = []
+    for seed in seeds:
+        for n in sorted(labels):
+            for arm in arms:
+                if (arm.endswith("_unetr") or arm.startswith("probe_")) and n not in PROTOCOL_LABELS:
+                    continue
+                steps.append((arm, n, seed))
+    return steps
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--scale", choices=list(SCALES), default="cpu")
+    parser.add_argument("--arms", nargs="+", default=ARMS, choices=ARMS)
+    parser.add_argument("--labels", nargs="+", type=int, default=[4, 8, 32, 2, 16])
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    parser.add_argument("--pretrain-only", nargs="*", choices=list(PRETRAIN_ARMS),
+                        help="run only these pretrainings (to run them in parallel processes)")
+    parser.add_argument("--data-root", default=str(REPO.parent / "shared" / "data"))
+    parser.add_argument("--test-dir", type=Path, help="also evaluate every model on DIR/images + DIR/labels")
+    parser.add_argument("--runs-dir", type=Path)
+    parser.add_argument("--threads", type=int, default=1, help="OMP threads of each bundle subprocess")
+    parser.add_argument("--analysis-only", action="store_true")
+    args = parser.parse_args()
+
+    s = SCALES[args.scale]
+    data = Path(args.data_root).resolve()
+    runs = (args.runs_dir or REPO / "experiments" / "runs" / f"labels_{args.scale}").resolve()
+    runs.mkdir(parents=True, exist_ok=True)
+    (runs / "scale.json").write_text(json.dumps(s, indent=1))
+    log = runs / "steps.jsonl"
+    test_dir = args.test_dir.resolve() if args.test_dir else None
+    if args.pretrain_only is not None:
+        for arm in args.pretrain_only:
+            pretrain(arm, s, runs, data, args.threads, log)
+        return
+    if not args.analysis_only:
+        needed = [p for p in PRETRAIN_ARMS if any(pretrained_arm(a) == p for a in args.arms)]
+        for arm in needed:
+            pretrain(arm, s, runs, data, args.threads, log)
+        for arm, n, seed in plan(args.arms, args.labels, args.seeds):
+            finetune(arm, n, seed, s, runs, data, args.threads, log, test_dir)
+    if args.scale == "cpu":
+        write_report(runs, REPO / "experiments" / "results" / "labels", REPO / "docs" / "figures" / "labels", s,
+                     test=test_dir is not None)
+    else:
+        write_report(runs, runs / "results", runs / "figures", s, test=test_dir is not None)
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("PYTHONUNBUFFERED", "1")
+    main()

@@ -1,0 +1,149 @@
+"""Tables and figures of the label-efficiency study (``label_efficiency.py``), from its finished steps only."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+from reproduction import mean_sd, per_image
+
+NAMES = {"unet": "BasicUNet scratch", "scratch": "adapter scratch (patch 8)", "mae": "MAE → adapter (patch 8)",
+         "vasomim": "VasoMIM → adapter (patch 8)", "vasomim_unetr": "VasoMIM → VesselUNETR (patch 16)",
+         "probe_random": "frozen random encoder + adapter", "probe_mae": "frozen MAE encoder + adapter",
+         "probe_vasomim": "frozen VasoMIM encoder + adapter"}
+CURVE_ARMS = ("unet", "scratch", "mae", "vasomim")
+
+
+def collect(runs: Path, split: str) -> dict[tuple[str, int], dict]:
+    """{(arm, n): {"seeds": [...], "dice": [...], "cldice": [...], "cpu_s": [...]}} over the finished evaluations on
+    ``split`` ("val" or "test"); dice and cldice are means over images, per seed."""
+    rows: dict[tuple[str, int], dict] = {}
+    for done in sorted((runs / "seg").glob(f"*/n*/seed*/{split}/done.json")):
+        seed_dir = done.parents[1]
+        arm, n, seed = seed_dir.parents[1].name, int(seed_dir.parent.name[1:]), int(seed_dir.name[4:])
+        m = per_image(done.parent / "eval")
+        row = rows.setdefault((arm, n), {"seeds": [], "dice": [], "cldice": [], "cpu_s": []})
+        row["seeds"].append(seed)
+        row["dice"].append(sum(m["dice"]) / len(m["dice"]))
+        row["cldice"].append(sum(m["cldice"]) / len(m["cldice"]))
+        steps = [seed_dir / "train" / "done.json", done]
+        row["cpu_s"].append(sum(json.loads(p.read_text())["cpu_s"] for p in steps if p.exists()))
+    return rows
+
+
+def cell(row: dict | None, key: str) -> str:
+    """"mean ± sd (k)" in %, or "—"."""
+    if not row:
+        return "—"
+    m, sd = mean_sd(row[key])
+    k = len(row["seeds"])
+    return f"{100 * m:.1f} ± {100 * sd:.1f} ({k})" if k > 1 else f"{100 * m:.1f} (1)"
+
+
+def table(rows: dict, arms: list[str], labels: list[int], title: str) -> list[str]:
+    """Markdown: one row per arm, DSC and clDice per label count."""
+    head = "| arm | " + " | ".join(f"{n} labels DSC | {n} labels clDice" for n in labels) + " |"
+    lines = [title, "", head, "|---|" + "---|---|" * len(labels)]
+    for arm in arms:
+        if any((arm, n) in rows for n in labels):
+            cells = " | ".join(f"{cell(rows.get((arm, n)), 'dice')} | {cell(rows.get((arm, n)), 'cldice')}"
+                               for n in labels)
+            lines.append(f"| {NAMES.get(arm, arm)} | {cells} |")
+    return lines
+
+
+def write_csv(rows: dict, path: Path) -> None:
+    with open(path, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["arm", "n_labels", "seed", "dsc", "cldice", "train_eval_cpu_s"])
+        for (arm, n), row in sorted(rows.items()):
+            for i, seed in enumerate(row["seeds"]):
+                w.writerow([arm, n, seed, f"{100 * row['dice'][i]:.2f}", f"{100 * row['cldice'][i]:.2f}",
+                            f"{row['cpu_s'][i]:.0f}"])
+
+
+def curve_figure(rows: dict, path: Path) -> None:
+    """DSC and clDice against the number of labels (log2 axis), mean ± sd over seeds, one line per arm."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
+    for ax, key, title in ((axes[0], "dice", "DSC (%)"), (axes[1], "cldice", "clDice (%)")):
+        for arm in CURVE_ARMS:
+            ns = sorted(n for a, n in rows if a == arm)
+            if not ns:
+                continue
+            stats = [mean_sd(rows[(arm, n)][key]) for n in ns]
+            ax.errorbar(ns, [100 * m for m, _ in stats], yerr=[100 * sd for _, sd in stats], marker="o", capsize=3,
+                        label=NAMES[arm])
+        ax.set_xscale("log", base=2)
+        ax.set_xlabel("labelled training images")
+        ax.set_title(title)
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=7)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def pretraining_curves(runs: Path, path: Path) -> list[str]:
+    """L_rec (and L_cons) per epoch of each pretraining, from its ``metrics.jsonl``; returns a markdown summary."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    lines = ["| pretraining | epochs | L_rec first → last | L_rec best epoch | L_cons first → last |",
+             "|---|---|---|---|---|"]
+    fig, ax = plt.subplots(figsize=(5, 3.5))
+    for metrics in sorted((runs / "pretrain").glob("*/run/metrics.jsonl")):
+        records = [json.loads(line) for line in metrics.read_text().splitlines() if line.strip()]
+        if not records:
+            continue
+        arm = metrics.parents[1].name
+        rec = [r["loss_rec"] for r in records]
+        ax.plot([r["epoch"] for r in records], rec, label=f"{arm} L_rec")
+        cons = [r.get("loss_cons", 0.0) for r in records]
+        if any(cons):
+            ax.plot([r["epoch"] for r in records], cons, "--", label=f"{arm} L_cons")
+        best = min(range(len(rec)), key=rec.__getitem__)
+        cons_text = f"{cons[0]:.3f} → {cons[-1]:.3f}" if any(cons) else "—"
+        lines.append(f"| {arm} | {len(records)} | {rec[0]:.3f} → {rec[-1]:.3f} | {records[best]['epoch']} | "
+                     f"{cons_text} |")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("loss (epoch mean)")
+    ax.legend(fontsize=7)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return lines
+
+
+def write_report(runs: Path, results: Path, figures: Path, s: dict, test: bool = False) -> None:
+    """Writes ``labels.md``/``labels.csv`` (and ``labels_test.*``), the curve figure and the pretraining curves."""
+    results.mkdir(parents=True, exist_ok=True)
+    caption = (f"{s['img_size']}² input, ViT {s['hidden_size']}-d/{s['num_layers']} layers, {s['iterations']} "
+               f"fine-tuning iterations of batch {s['seg_batch']} whatever the label count, nested label subsets of "
+               "the 32 training images of xca_dca80_train (split seed 0). DSC and clDice (%), mean ± sd over "
+               "fine-tuning seeds (number of seeds in brackets)")
+    md = []
+    for split in ("val", "test") if test else ("val",):
+        rows = collect(runs, split)
+        if not rows:
+            continue
+        labels = sorted({n for _, n in rows})
+        where = "the 8 validation images" if split == "val" else "the test folder (--test-dir)"
+        md += table(rows, list(CURVE_ARMS) + ["vasomim_unetr"], labels, f"Fine-tuned, on {where}: {caption}.") + [""]
+        md += table(rows, ["probe_random", "probe_mae", "probe_vasomim"], labels,
+                    f"Frozen-encoder probe (only the adapter trained), on {where}.") + [""]
+        write_csv(rows, results / f"labels{'' if split == 'val' else '_test'}.csv")
+        curve_figure(rows, figures / f"label_efficiency{'' if split == 'val' else '_test'}.png")
+    md += ["Pretraining (seed 0), epoch means:", ""] + pretraining_curves(runs, figures / "pretraining_curves.png")
+    (results / "labels.md").write_text("\n".join(md) + "\n")
+    print("\n".join(md))

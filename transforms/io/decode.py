@@ -1,0 +1,167 @@
+"""Decoding the frames of one checked file: native little-endian greyscale with numpy, everything else with pydicom.
+
+Layer 3 of the read path. Also reads PNG/JPEG/TIFF/BMP/GIF pages with Pillow. Values are returned as stored (or
+through the Modality LUT Sequence); normalisation is the next layer's job.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import warnings
+from collections.abc import Sequence
+
+import numpy as np
+from pydicom.pixels import apply_modality_lut, get_decoder
+from pydicom.pixels.utils import as_pixel_options
+from pydicom.uid import UID, JPEGBaseline8Bit
+
+from ..errors import AngiogramReadError, first_line, quiet_pydicom
+from .header import TAGS, DicomImage
+
+PREFERRED_PLUGIN = {JPEGBaseline8Bit: "pillow"}
+INSTALL_HINT = {
+    "1.2.840.10008.1.2.4.51": "python-gdcm (pip install python-gdcm)",
+    "1.2.840.10008.1.2.4.57": "pylibjpeg-libjpeg or python-gdcm",
+    "1.2.840.10008.1.2.4.70": "pylibjpeg-libjpeg or python-gdcm",
+    "1.2.840.10008.1.2.4.80": "pylibjpeg-libjpeg or python-gdcm",
+    "1.2.840.10008.1.2.4.81": "pylibjpeg-libjpeg or python-gdcm",
+    "1.2.840.10008.1.2.4.90": "pylibjpeg-openjpeg",
+    "1.2.840.10008.1.2.4.91": "pylibjpeg-openjpeg",
+    "1.2.840.10008.1.2.4.50": "pylibjpeg-libjpeg or pillow",
+    "1.2.840.10008.1.2.5": "pylibjpeg-rle",
+}
+PIXEL_DATA = TAGS["PixelData"]
+
+
+def decode_frames(path, image: DicomImage, indices: Sequence[int], plugin: str | None = None) -> list[np.ndarray]:
+    """Decodes frames `indices` of a checked file; returns one array per frame, (Rows, Columns) or (Rows, Columns, 3).
+
+    Values are as stored, or the Modality LUT Sequence output when the file has one. All frames of a multi-frame
+    file are decoded in one pass; a single index decodes only that frame. `plugin=None` prefers Pillow for JPEG
+    Baseline (about 4x faster than pylibjpeg on 8-bit frames); "" means pydicom's plugin order. A frame that the
+    preferred plugin fails on is decoded again with pydicom's order.
+    """
+    arrays = native_frames(image, indices)
+    if arrays is None:
+        arrays = _pydicom_frames(path, image, indices, plugin)
+    if image.has_modality_lut:
+        arrays = [apply_modality_lut(arr, image.ds) for arr in arrays]
+    return arrays
+
+
+def native_frames(image: DicomImage, indices: Sequence[int]) -> list[np.ndarray] | None:
+    """Frames `indices` of little-endian native greyscale pixel data as (Rows, Columns) arrays.
+
+    The same values as pydicom's native decoder (unused high bits cleared, or sign-extended when signed), without its
+    per-call option parsing; views of the stored bytes when BitsStored = BitsAllocated. None when the data are not of
+    that kind (`image.native` is None: big endian, 1-bit, colour, odd header values), so that pydicom decodes them.
+    """
+    if image.native is None:
+        return None
+    (dtype, shift), (rows, cols, *_) = image.native, image.header
+    data, pixels = image.ds[PIXEL_DATA].value, rows * cols
+    arrays = [np.frombuffer(data, dtype, count=pixels, offset=i * pixels * dtype.itemsize).reshape(rows, cols)
+              for i in indices]
+    return [(arr << shift) >> shift for arr in arrays] if shift else arrays
+
+
+def _decoder(path, tsyntax: UID, plugin: str | None):
+    try:
+        decoder = get_decoder(tsyntax)
+    except NotImplementedError:
+        reason = f"unsupported transfer syntax {tsyntax.name} ({tsyntax}): pydicom has no decoder for it"
+        raise AngiogramReadError(path, reason) from None
+    if not decoder.is_available:
+        hint = INSTALL_HINT.get(str(tsyntax), ", ".join(decoder.missing_dependencies) or "a decoder plugin")
+        reason = f"cannot decode {tsyntax.name} ({tsyntax}): no decoder plugin installed; install {hint}"
+        raise AngiogramReadError(path, reason)
+    first = PREFERRED_PLUGIN.get(tsyntax, "") if plugin is None else plugin
+    return decoder, (first if first in decoder.available_plugins else "")
+
+
+def _pydicom_frames(path, image: DicomImage, indices: Sequence[int], plugin: str | None) -> list[np.ndarray]:
+    """decode_frames' stored values through pydicom's decoder and plugins, with the decoded shapes checked."""
+    ds, (rows, cols, *_, frames, tsyntax) = image.ds, image.header
+    decoder, first = _decoder(path, tsyntax, plugin)
+    index = None
+    with warnings.catch_warnings(), quiet_pydicom():
+        warnings.simplefilter("ignore")
+        try:
+            pixels = ds[PIXEL_DATA]
+            data = pixels.value
+            options = dict(as_pixel_options(ds), pixel_keyword="PixelData", pixel_vr=pixels.VR)
+            arrays = None
+            if frames > 1 and len(indices) == frames and list(indices) == list(range(frames)):
+                try:
+                    arrays = list(decoder.as_array(data, decoding_plugin=first, **options)[0])
+                except Exception:
+                    pass
+            if arrays is None:
+                arrays = []
+                for index in indices:
+                    try:
+                        arrays.append(decoder.as_array(data, index=index, decoding_plugin=first, **options)[0])
+                    except Exception:
+                        if not first:
+                            raise
+                        arrays.append(decoder.as_array(data, index=index, **options)[0])
+        except Exception as exc:
+            failed = indices[0] if index is None else index
+            raise AngiogramReadError(path, _decode_reason(tsyntax, decoder, failed, exc)) from None
+    for i, arr in zip(indices, arrays):
+        if not (arr.ndim == 2 or (arr.ndim == 3 and arr.shape[-1] == 3)):
+            raise AngiogramReadError(path, f"decoded frame {i} has unexpected shape {tuple(arr.shape)}")
+        if arr.shape[:2] != (rows, cols):
+            raise AngiogramReadError(path, f"decoded frame {i} is {arr.shape[:2]}, header says {rows} x {cols}")
+    return arrays
+
+
+_MODULE_OF = {"pylibjpeg-libjpeg": "libjpeg", "pylibjpeg-openjpeg": "openjpeg", "pylibjpeg-rle": "rle",
+              "python-gdcm": "gdcm", "pillow": "PIL"}
+
+
+def _missing_packages(hint: str) -> str:
+    """The packages of an INSTALL_HINT entry ("a or b") that are not installed, joined by " or "; "" if none."""
+    names = [part.split(" (")[0].strip() for part in hint.split(" or ") if part.strip()]
+    return " or ".join(n for n in names if importlib.util.find_spec(_MODULE_OF.get(n, n)) is None)
+
+
+def _decode_reason(tsyntax: UID, decoder, index: int, exc: Exception) -> str:
+    detail = first_line(exc)
+    if isinstance(exc, RuntimeError) and "all available plugins" in str(exc):
+        lines = [ln.strip() for ln in str(exc).splitlines()[1:] if ln.strip()]
+        detail = "; ".join(lines)[:400]
+        hint = _missing_packages(INSTALL_HINT.get(str(tsyntax), ""))
+        missing = ", ".join(decoder.missing_dependencies)
+        if str(tsyntax) in INSTALL_HINT:
+            extra = (f"; installing {hint} may help" if hint else
+                     "; every decoder for it is installed, so the stream is most likely corrupt")
+        else:
+            extra = f"; missing plugins: {missing}" if missing else ""
+        return (f"cannot decode frame {index} of {tsyntax.name} ({tsyntax}) pixel data with the installed plugins "
+                f"({', '.join(decoder.available_plugins)}): {detail}{extra}")
+    return f"cannot decode frame {index} of {tsyntax.name} pixel data ({detail[:400]})"
+
+
+def read_image_file(path, frame) -> tuple[np.ndarray, dict]:
+    """Reads a PNG/JPEG/TIFF/BMP/GIF page as (H, W) luminance; returns (array, info)."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as img:
+            pages = int(getattr(img, "n_frames", 1))
+            if frame is not None:
+                if not 0 <= int(frame) < pages:
+                    raise AngiogramReadError(path, f"frame {frame} out of range: the image has {pages} pages")
+                img.seek(int(frame))
+            mode = img.mode
+            if mode not in ("L", "I", "I;16", "I;16B", "I;16L", "F", "1"):
+                img = img.convert("L")
+            arr = np.asarray(img)
+    except AngiogramReadError:
+        raise
+    except Exception as exc:
+        raise AngiogramReadError(path, f"not a readable image file ({first_line(exc)})") from None
+    if arr.ndim != 2:
+        raise AngiogramReadError(path, f"image has unexpected shape {tuple(arr.shape)}")
+    return arr, {"num_frames": pages, "photometric_interpretation": mode}
