@@ -19,7 +19,7 @@ from PIL import Image
 
 from transforms.io import LoadAngiogram
 
-from conftest import SEG_BUNDLE, TINY_NET, XA_CINE, monai_bundle, seg_module
+from conftest import SEG_BUNDLE, TINY_NET, XA_CINE, monai_bundle, tiny_seg_net
 
 INFERENCE = str(SEG_BUNDLE / "configs" / "inference.json")
 META = str(SEG_BUNDLE / "configs" / "metadata.json")
@@ -28,9 +28,9 @@ META = str(SEG_BUNDLE / "configs" / "metadata.json")
 @pytest.fixture(scope="module")
 def tiny_model(tmp_path_factory):
     torch.manual_seed(0)
-    net = seg_module("network").VesselUNETR(**{**TINY_NET, "img_size": [64, 64]})
+    net = tiny_seg_net()
     with torch.no_grad():
-        net.out.conv.conv.bias.fill_(0.5)  # a random net that marks a fair share of pixels as vessel
+        net.out.bias.fill_(0.5)  # a random net that marks a fair share of pixels as vessel
     path = tmp_path_factory.mktemp("model") / "model.pt"
     torch.save(net.state_dict(), path)
     return path

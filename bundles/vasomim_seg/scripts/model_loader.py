@@ -65,7 +65,7 @@ def mismatch_message(load_path, network: torch.nn.Module, config_dir=None) -> st
             if all(preset.get(k, expected.get(k)) == v for k, v in sizes.items()):
                 presets.append(path.name)
         overrides = " ".join(f"--{k} {v}" for k, v in sizes.items() if expected.get(k) != v)
-        text += f" It was trained with {overrides} (num_heads and feature_size cannot be read off it)."
+        text += f" It was trained with {overrides} (num_heads and decoder widths cannot be read off it)."
         if presets:
             text += f" Add the preset it was trained with to --config_file: {', '.join(presets)}."
         else:
