@@ -8,6 +8,7 @@ import numpy as np
 import pydicom
 import pytest
 from pydicom.data import get_testdata_file
+from pydicom.encaps import encapsulate, generate_frames
 from pydicom.pixels import pixel_array
 from pydicom.uid import MPEG4HP41, ExplicitVRLittleEndian, JPEG2000Lossless, RLELossless
 
@@ -105,6 +106,21 @@ def test_missing_codec_names_the_package(tmp_path, monkeypatch):
     monkeypatch.setattr(decoder, "_available", {})
     reasons = check_angiogram_file(path)
     assert "no decoder plugin installed" in reasons[0] and "pylibjpeg-openjpeg" in reasons[0]
+
+
+def test_broken_stream_names_a_codec_only_when_it_is_missing(tmp_path, monkeypatch):
+    ds = pydicom.dcmread(four_frames(tmp_path))
+    ds.compress(JPEG2000Lossless)
+    frames = list(generate_frames(ds.PixelData, number_of_frames=4))
+    ds.PixelData = encapsulate([frames[0][:40] + bytes(len(frames[0]) - 40)] + frames[1:])
+    ds.save_as(tmp_path / "broken_j2k.dcm")
+    [reason] = check_angiogram_file(tmp_path / "broken_j2k.dcm")
+    assert "cannot decode frame 0" in reason and "stream is most likely corrupt" in reason
+    assert "pylibjpeg-openjpeg" not in reason and "install " not in reason
+    real = decode.importlib.util.find_spec
+    monkeypatch.setattr(decode.importlib.util, "find_spec", lambda n: None if n == "openjpeg" else real(n))
+    [reason] = check_angiogram_file(tmp_path / "broken_j2k.dcm")
+    assert "installing pylibjpeg-openjpeg may help" in reason
 
 
 def test_valid_variants_are_accepted(tmp_path):

@@ -96,7 +96,7 @@ def test_inference_refuses_existing_outputs_and_never_replaces_an_input(tmp_path
           "output_dir": str(out)}
     infer(tmp_path, ov)
     first = snapshot(out)
-    assert set(first) == {"1_vessels.nii.gz", "1_overlay.png", "1_vessels_seg.dcm"}
+    assert set(first) == {"1_vessels.nii.gz", "1_overlay.png", "1_vessels_seg.dcm", "inference_manifest.json"}
     assert_refused(infer(tmp_path, ov, check=False), "1_vessels_seg.dcm", "--overwrite true")
     assert snapshot(out) == first
     infer(tmp_path, {**ov, "overwrite": "true"})

@@ -98,6 +98,7 @@ def build_datalist(
     decode: str = "first",
     workers: int = 1,
     check_cache_dir=None,
+    manifest: "Manifest | None" = None,
 ) -> list[dict]:
     """Checks every candidate file under `root` and returns the data list of the usable ones.
 
@@ -116,6 +117,8 @@ def build_datalist(
         workers: processes checking files in parallel (1: in this process).
         check_cache_dir: folder where each file's result is remembered under its path, size and mtime, so that a
             rerun only re-checks new or changed files; None remembers nothing.
+        manifest: a :class:`Manifest` to fill (for a run that adds its own entries and writes it later, e.g.
+            inference); None uses a fresh one.
     Returns:
         [{"image": str, "frame": int | None[, "label": str]}, ...] in sorted file order.
     Raises:
@@ -124,7 +127,9 @@ def build_datalist(
     log = logger or globals()["logger"]
     policy = parse_frame_policy(frame_policy)
     policy = list(policy) if isinstance(policy, tuple) else int(policy) if isinstance(policy, np.integer) else policy
-    accepted, rejected, datalist = [], [], []
+    manifest = manifest if manifest is not None else Manifest()
+    manifest.root, manifest.frame_policy = root, frame_policy
+    datalist = []
     roots = [Path(r) for r in ([root] if isinstance(root, (str, Path)) else root)]
     paths = iter_candidate_files(root, recursive)
     results = check_files(paths, decode, policy, workers, CheckCache(check_cache_dir, roots))
@@ -143,16 +148,16 @@ def build_datalist(
                     raise AngiogramReadError(path, f"no label with the same name under {label_root}")
                 entry["label"] = str(label)
         except AngiogramReadError as err:
-            log.warning("rejected %s: %s", path, err.reason)
-            rejected.append({"image": str(path), "reason": err.reason})
+            manifest.reject(path, err.reason, log)
             continue
         datalist.extend({**entry, "frame": f} for f in frames)
-        accepted.append({**entry, "num_frames": info["frames"], "entries": len(frames)})
+        manifest.accepted.append({**entry, "num_frames": info["frames"], "entries": len(frames)})
 
-    written = _write_manifest(manifest_path, root, frame_policy, accepted, rejected)
+    written = manifest.write(manifest_path) if manifest_path is not None else None
+    rejected = manifest.sections["rejected"]
     log.info(
         "datalist: %d files accepted (%d entries), %d rejected%s",
-        len(accepted), len(datalist), len(rejected), f"; manifest {written}" if written else "",
+        len(manifest.accepted), len(datalist), len(rejected), f"; manifest {written}" if written else "",
     )
     if strict and rejected:
         more = f" (and {len(rejected) - 1} more rejected files" + (f", see {written})" if written else ")")
@@ -162,23 +167,49 @@ def build_datalist(
     return datalist
 
 
-def _write_manifest(manifest_path, root, frame_policy, accepted, rejected):
-    if manifest_path is None:
-        return None
-    path = Path(manifest_path)
-    if path.is_dir() or not path.suffix:
-        path = path / "datalist_manifest.json"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    manifest = {
-        "root": [str(r) for r in root] if isinstance(root, (list, tuple)) else str(root),
-        "frame_policy": frame_policy if isinstance(frame_policy, (str, dict)) else int(np.int64(frame_policy)),
-        "accepted": accepted,
-        "rejected": rejected,
-        "counts": {"accepted_files": len(accepted), "rejected_files": len(rejected),
-                   "entries": sum(a["entries"] for a in accepted)},
-    }
-    path.write_text(json.dumps(manifest, indent=1))
-    return path
+class Manifest:
+    """The JSON record of a run's input files: those accepted (with frame counts) and those rejected, with reasons.
+
+    ``build_datalist`` fills ``accepted`` and the "rejected" section; a run may add sections of its own for files
+    that failed later (e.g. inference's "seg_not_written") and write the file again as it goes.
+
+    Args:
+        path: default destination of :meth:`write`; a folder gets ``datalist_manifest.json`` inside it.
+        sections: names of the run's own sections, written (empty) even when nothing is added to them.
+    """
+
+    def __init__(self, path=None, sections=()):
+        self.path = path
+        self.root, self.frame_policy = None, None
+        self.accepted: list[dict] = []
+        self.sections: dict[str, list[dict]] = {"rejected": [], **{str(k): [] for k in sections}}
+
+    def reject(self, path, reason: str, log: logging.Logger | None = None, section: str = "rejected") -> None:
+        """Records ``path`` with ``reason`` under ``section`` and logs one warning line naming both."""
+        (log or logger).warning("%s %s: %s", "rejected" if section == "rejected" else section, path, reason)
+        self.sections.setdefault(section, []).append({"image": str(path), "reason": reason})
+
+    def write(self, path=None) -> Path | None:
+        """Writes the manifest (to ``path``, else ``self.path``; nothing when both are None); returns its path."""
+        path = path if path is not None else self.path
+        if path is None:
+            return None
+        path = Path(path)
+        if path.is_dir() or not path.suffix:
+            path = path / "datalist_manifest.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        root, policy = self.root, self.frame_policy
+        manifest = {
+            "root": [str(r) for r in root] if isinstance(root, (list, tuple)) else root if root is None else str(root),
+            "frame_policy": policy if policy is None or isinstance(policy, (str, dict)) else int(np.int64(policy)),
+            "accepted": self.accepted,
+            **self.sections,
+            "counts": {"accepted_files": len(self.accepted), "rejected_files": len(self.sections["rejected"]),
+                       "entries": sum(a.get("entries", 0) for a in self.accepted),
+                       **{f"{k}_files": len(v) for k, v in self.sections.items() if k != "rejected"}},
+        }
+        path.write_text(json.dumps(manifest, indent=1))
+        return path
 
 
-__all__ = ["build_datalist", "check_angiogram_file", "inspect_angiogram_file"]
+__all__ = ["Manifest", "build_datalist", "check_angiogram_file", "inspect_angiogram_file"]

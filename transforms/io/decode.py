@@ -6,6 +6,7 @@ through the Modality LUT Sequence); normalisation is the next layer's job.
 
 from __future__ import annotations
 
+import importlib.util
 import warnings
 from collections.abc import Sequence
 
@@ -115,14 +116,28 @@ def _pydicom_frames(path, image: DicomImage, indices: Sequence[int], plugin: str
     return arrays
 
 
+_MODULE_OF = {"pylibjpeg-libjpeg": "libjpeg", "pylibjpeg-openjpeg": "openjpeg", "pylibjpeg-rle": "rle",
+              "python-gdcm": "gdcm", "pillow": "PIL"}
+
+
+def _missing_packages(hint: str) -> str:
+    """The packages of an INSTALL_HINT entry ("a or b") that are not installed, joined by " or "; "" if none."""
+    names = [part.split(" (")[0].strip() for part in hint.split(" or ") if part.strip()]
+    return " or ".join(n for n in names if importlib.util.find_spec(_MODULE_OF.get(n, n)) is None)
+
+
 def _decode_reason(tsyntax: UID, decoder, index: int, exc: Exception) -> str:
     detail = first_line(exc)
     if isinstance(exc, RuntimeError) and "all available plugins" in str(exc):
         lines = [ln.strip() for ln in str(exc).splitlines()[1:] if ln.strip()]
         detail = "; ".join(lines)[:400]
-        hint = INSTALL_HINT.get(str(tsyntax))
+        hint = _missing_packages(INSTALL_HINT.get(str(tsyntax), ""))
         missing = ", ".join(decoder.missing_dependencies)
-        extra = f"; install {hint}" if hint else (f"; missing plugins: {missing}" if missing else "")
+        if str(tsyntax) in INSTALL_HINT:
+            extra = (f"; installing {hint} may help" if hint else
+                     "; every decoder for it is installed, so the stream is most likely corrupt")
+        else:
+            extra = f"; missing plugins: {missing}" if missing else ""
         return (f"cannot decode frame {index} of {tsyntax.name} ({tsyntax}) pixel data with the installed plugins "
                 f"({', '.join(decoder.available_plugins)}): {detail}{extra}")
     return f"cannot decode frame {index} of {tsyntax.name} pixel data ({detail[:400]})"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import math
 from pathlib import Path
 
@@ -15,6 +16,19 @@ SCALARS = ("loss", "loss_rec", "loss_cons", "beta", "lr")
 def scalars(output: dict) -> dict:
     """The scalar entries of the iteration output: L, L_rec, L_cons, beta, lr as floats."""
     return {k: float(output[k]) for k in SCALARS if output.get(k) is not None}
+
+
+def log_iteration(engine: Engine, logger_name: str = "monai.handlers.StatsHandler") -> None:
+    """StatsHandler's iteration line for :func:`scalars`, with the lr as %.2e (the others %.4f, which shows a
+    warmup lr of 4e-5 as 0.0000): ``Epoch: e/E, Iter: i/I -- beta: 0.0500 loss: 2.3953 ... lr: 4.02e-05``."""
+    values = scalars(engine.state.output)
+    if not values:
+        return
+    length = engine.state.epoch_length
+    it = engine.state.iteration if length is None else (engine.state.iteration - 1) % length + 1
+    text = " ".join(f"{k}: {v:.2e}" if k == "lr" else f"{k}: {v:.4f}" for k, v in sorted(values.items()))
+    logging.getLogger(logger_name).info(
+        f"Epoch: {engine.state.epoch}/{engine.state.max_epochs}, Iter: {it}/{length} -- {text}")
 
 
 class EpochMetricsLog:

@@ -10,6 +10,7 @@ import numpy as np
 import pydicom
 from highdicom._standard_utils import is_multiframe_image  # the IOD test highdicom applies to its sources
 from pydicom.dataset import Dataset
+from pydicom.errors import InvalidDicomError
 from pydicom.pixels import pack_bits
 
 VESSEL_SEGMENT = {
@@ -59,6 +60,28 @@ def _single_frame_view(source: Dataset) -> tuple[Dataset, bool]:
             group.PixelMeasuresSequence = [Dataset()]
             view.SharedFunctionalGroupsSequence = [group]
     return view, multiframe_iod
+
+
+_REFERENCED_UIDS = ("SOPClassUID", "SOPInstanceUID", "StudyInstanceUID", "SeriesInstanceUID")
+
+
+def seg_source_problem(source_path: str) -> str | None:
+    """Why a DICOM SEG cannot reference ``source_path``, or None when it can.
+
+    A SEG references its source by the SOP Class, SOP Instance, Study and Series Instance UIDs and is written as a
+    conformant file, so the source must be a DICOM file with File Meta Information and all four UIDs.
+    """
+    try:
+        source = pydicom.dcmread(source_path, stop_before_pixels=True)
+    except InvalidDicomError:
+        return ("the source has no DICOM File Meta Information (no 128-byte preamble and 'DICM' prefix), so it is "
+                "not a conformant DICOM file a SEG can reference")
+    except (OSError, ValueError, EOFError) as err:
+        return f"the source header could not be read again ({type(err).__name__}: {err})"
+    missing = [k for k in _REFERENCED_UIDS if not str(source.get(k, "") or "")]
+    if missing:
+        return f"the source lacks {', '.join(missing)}, which a SEG must reference"
+    return None
 
 
 def write_dicom_seg(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections import defaultdict
+from collections import Counter, defaultdict
 from pathlib import Path
 
 import numpy as np
@@ -13,26 +13,30 @@ from monai.config import KeysCollection
 from monai.transforms import MapTransform, SaveImage
 from PIL import Image
 
+from transforms.dataset_check import Manifest
+from transforms.errors import AngiogramReadError
 from transforms.io import count_frames, select_frames
 
-from .dicom_seg import write_dicom_seg
+from .dicom_seg import seg_source_problem, write_dicom_seg
 
 logger = logging.getLogger(__name__)
 
 MASK_POSTFIX, MASK_EXT = "vessels", ".nii.gz"
 OVERLAY_SUFFIX = "_overlay.png"
 SEG_SUFFIX = "_vessels_seg.dcm"
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff")
+MANIFEST_NAME = "inference_manifest.json"
 
 
 def output_patterns() -> list[str]:
     """Glob patterns of every file inference writes into its output folder (for ``transforms.run_folder``)."""
-    return [f"*_{MASK_POSTFIX}{MASK_EXT}", f"*{OVERLAY_SUFFIX}", f"*{SEG_SUFFIX}"]
+    return [f"*_{MASK_POSTFIX}{MASK_EXT}", f"*{OVERLAY_SUFFIX}", f"*{SEG_SUFFIX}", MANIFEST_NAME]
 
 
 def output_stem(meta: dict) -> str:
     """Output file stem for one processed frame: ``<source stem>`` or ``<source stem>_frame<k:03d>`` for a cine."""
     name = Path(str(meta["filename_or_obj"])).name
-    for suffix in (".dcm", ".dicom", ".png", ".jpg", ".jpeg", ".tif", ".tiff"):
+    for suffix in (".dcm", ".dicom") + IMAGE_SUFFIXES:
         if name.lower().endswith(suffix):
             name = name[: -len(suffix)]
             break
@@ -104,48 +108,101 @@ class SaveVesselOutputsd(MapTransform):
 
 
 class DicomSegSaver:
-    """Ignite handler writing one BINARY DICOM SEG per DICOM source file after each evaluator epoch.
+    """Ignite handler writing one BINARY DICOM SEG per DICOM source file as soon as all of its frames are segmented.
 
     Per iteration it collects ``output[i][pred_key]`` (1, W, H) at the source size with the source path and frame
-    index from ``output[i][image_key].meta``; at epoch end it writes ``<source stem>_vessels_seg.dcm`` with one frame
-    per processed source frame, in frame order (see ``scripts.dicom_seg.write_dicom_seg``). Non-DICOM inputs are
-    skipped.
+    index from ``output[i][image_key].meta``. A source is complete when it has as many frames as ``datalist`` lists
+    for it (at epoch end otherwise); its ``<source stem>_vessels_seg.dcm`` then holds one frame per processed source
+    frame, in frame order (see ``scripts.dicom_seg.write_dicom_seg``), and one log line counts the files done.
+
+    A source the SEG cannot reference (no File Meta, a missing UID, a dataset highdicom refuses) gets one log line
+    and an entry in the manifest's "seg_not_written" section; its NIfTI and PNG are written all the same, and the run
+    goes on (``strict`` raises ``AngiogramReadError`` instead). A DICOM whose Modality is not XA is processed and
+    warned about once. Non-DICOM inputs get no SEG.
+
+    Args:
+        output_dir: where the SEGs go.
+        datalist: the run's data list ([{"image": path, ...}, ...]); None writes every SEG at epoch end.
+        manifest: a ``transforms.dataset_check.Manifest`` (the one the data list check filled), written when the run
+            starts and after each file; None keeps no manifest.
+        strict: raise instead of recording a SEG that cannot be written.
     """
 
     def __init__(self, output_dir: str = "./eval", pred_key: str = "pred", image_key: str = "image",
-                 series_number: int = 300) -> None:
+                 series_number: int = 300, datalist: list | None = None, manifest: Manifest | None = None,
+                 strict: bool = False) -> None:
         self.output_dir, self.pred_key, self.image_key = output_dir, pred_key, image_key
-        self.series_number = series_number
+        self.series_number, self.manifest, self.strict = series_number, manifest, bool(strict)
+        self.expected = Counter(str(d["image"]) for d in datalist) if datalist is not None else None
         self.buffer: dict[str, dict[int, np.ndarray]] = defaultdict(dict)
+        self.done = 0
 
     def attach(self, engine) -> None:
-        """Registers collection on ITERATION_COMPLETED and writing on EPOCH_COMPLETED."""
+        """Registers the manifest on STARTED, collection on ITERATION_COMPLETED and the rest on EPOCH_COMPLETED."""
         from ignite.engine import Events
 
+        engine.add_event_handler(Events.STARTED, self._write_manifest)
         engine.add_event_handler(Events.ITERATION_COMPLETED, self.collect)
         engine.add_event_handler(Events.EPOCH_COMPLETED, self.write)
 
+    def _write_manifest(self, engine=None) -> None:
+        if self.manifest is not None:
+            self.manifest.write()
+
     def collect(self, engine) -> None:
-        """Buffers (Rows, Cols) uint8 masks of DICOM sources."""
+        """Buffers (Rows, Cols) uint8 masks of DICOM sources; writes the SEG of each source that is complete."""
         for item in engine.state.output:
             meta = item[self.image_key].meta
-            if not str(meta.get("sop_instance_uid", "")):
-                continue
+            source = str(meta["filename_or_obj"])
             frame = int(np.asarray(meta["frame_index"]).reshape(-1)[0])
+            dicom = not source.lower().endswith(IMAGE_SUFFIXES)
+            if source not in self.buffer:
+                modality = str(meta.get("modality", ""))
+                if modality and modality != "XA":
+                    logger.warning(f"{source}: Modality is {modality}, not XA (X-ray angiography); it is segmented "
+                                   "all the same, but the model was trained on angiograms.")
             mask = (torch.as_tensor(item[self.pred_key]).detach().cpu()[0] > 0.5).numpy().T.astype(np.uint8)
-            self.buffer[str(meta["filename_or_obj"])][frame] = mask
+            self.buffer[source][frame] = mask if dicom else None
+            if self.expected is not None and len(self.buffer[source]) >= self.expected[source]:
+                self._finish(source)
 
     def write(self, engine=None) -> list[str]:
-        """Writes the buffered SEGs and returns their paths."""
-        os.makedirs(self.output_dir, exist_ok=True)
-        written = []
-        for source, frames in self.buffer.items():
-            order = sorted(frames)
-            stem = output_stem({"filename_or_obj": source, "num_frames": 1, "frame_index": 0})
-            path = os.path.join(self.output_dir, f"{stem}{SEG_SUFFIX}")
-            write_dicom_seg(np.stack([frames[f] for f in order]), source, path, frame_indices=order,
-                            series_number=self.series_number)
-            logger.info(f"wrote DICOM SEG {path} ({len(order)} frame(s)).")
-            written.append(path)
-        self.buffer.clear()
+        """Writes the SEGs of every source still buffered; returns the paths written."""
+        written = [p for p in (self._finish(source) for source in list(self.buffer)) if p]
+        self._write_manifest()
         return written
+
+    def _finish(self, source: str) -> str | None:
+        frames = self.buffer.pop(source)
+        self.done += 1
+        total = f"/{len(self.expected)}" if self.expected is not None else ""
+        order = sorted(frames)
+        path = None
+        if frames[order[0]] is not None:
+            path = self._write_seg(source, frames, order)
+        logger.info(f"segmented file {self.done}{total}: {source} ({len(order)} frame(s))"
+                    + (f", DICOM SEG {path}" if path else ""))
+        self._write_manifest()
+        return path
+
+    def _write_seg(self, source: str, frames: dict, order: list[int]) -> str | None:
+        stem = output_stem({"filename_or_obj": source, "num_frames": 1, "frame_index": 0})
+        path = os.path.join(self.output_dir, f"{stem}{SEG_SUFFIX}")
+        reason = seg_source_problem(source)
+        if reason is None:
+            try:
+                os.makedirs(self.output_dir, exist_ok=True)
+                write_dicom_seg(np.stack([frames[f] for f in order]), source, path, frame_indices=order,
+                                series_number=self.series_number)
+                return path
+            except (ValueError, TypeError, AttributeError, KeyError, IndexError) as err:
+                reason = f"highdicom could not build the SEG ({type(err).__name__}: {err})"
+        reason = f"DICOM SEG not written: {reason}; its NIfTI masks and PNG overlays were written"
+        if self.manifest is not None:
+            self.manifest.reject(source, reason, logger, section="seg_not_written")
+        else:
+            logger.warning(f"{source}: {reason}")
+        if self.strict:
+            self._write_manifest()
+            raise AngiogramReadError(source, reason)
+        return None
