@@ -11,11 +11,11 @@ import numpy as np
 import pydicom
 import pytest
 import torch
+from PIL import Image
 from pydicom.encaps import encapsulate, generate_frames
 from pydicom.filebase import DicomBytesIO
 from pydicom.filewriter import write_dataset
 from pydicom.pixels import pixel_array
-from PIL import Image
 
 from transforms.io import LoadAngiogram
 

@@ -9,9 +9,9 @@ from types import SimpleNamespace
 import pytest
 import torch
 from monai.bundle import ConfigParser
+from test_pretrain_model import scripts  # noqa: F401  (fixture)
 
 from conftest import REPO
-from test_pretrain_model import scripts  # noqa: F401  (fixture)
 
 CONFIGS = {
     "pretrain": [REPO / "bundles" / "vasomim_pretrain" / "configs" / n for n in ("train.json", "inference.json")],
@@ -20,7 +20,8 @@ CONFIGS = {
 }
 
 
-def test_iteration_line_prints_a_warmup_lr_in_scientific_notation(scripts, caplog):
+@pytest.mark.usefixtures("scripts")
+def test_iteration_line_prints_a_warmup_lr_in_scientific_notation(caplog):
     state = SimpleNamespace(output={"loss": torch.tensor(1.5), "loss_rec": 1.0, "loss_cons": 0.5, "beta": 0.05,
                                     "lr": 4.0178e-05}, epoch_length=7, iteration=9, epoch=2, max_epochs=10)
     with caplog.at_level(logging.INFO):

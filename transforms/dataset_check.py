@@ -98,7 +98,7 @@ def build_datalist(
     decode: str = "first",
     workers: int = 1,
     check_cache_dir=None,
-    manifest: "Manifest | None" = None,
+    manifest: Manifest | None = None,
 ) -> list[dict]:
     """Checks every candidate file under `root` and returns the data list of the usable ones.
 
