@@ -137,7 +137,7 @@ def test_two_gloo_ranks_compute_each_vesselness_once(tmp_path, mode):
     expected = {f"{d['image']}|{0 if d['frame'] is None else d['frame']}" for d in data}
     assert Counter(calls) == Counter(expected), "each frame's vesselness must be computed exactly once"
     records = [json.loads((out / f"rank-{r}.json").read_text()) for r in (0, 1)]
-    assert all(len(r["computed"]) == len(data) // 2 for r in records)
+    assert sorted(len(r["computed"]) for r in records) == [len(data) // 2, len(data) - len(data) // 2]
     assert all(r["len"] == len(data) for r in records)
     seen = [tuple(s) for r in records for s in r["seen"]]
     assert len(records[0]["seen"]) == len(records[1]["seen"]) == len(data) // 2

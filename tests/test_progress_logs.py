@@ -25,7 +25,8 @@ def test_iteration_line_prints_a_warmup_lr_in_scientific_notation(caplog):
     state = SimpleNamespace(output={"loss": torch.tensor(1.5), "loss_rec": 1.0, "loss_cons": 0.5, "beta": 0.05,
                                     "lr": 4.0178e-05}, epoch_length=7, iteration=9, epoch=2, max_epochs=10)
     with caplog.at_level(logging.INFO):
-        importlib.import_module("scripts.logging_handlers").log_iteration(SimpleNamespace(state=state))
+        importlib.import_module("scripts.logging_handlers").log_iteration(
+            SimpleNamespace(state=state), logger_name="test_progress_logs")
     assert caplog.messages == ["Epoch: 2/10, Iter: 2/7 -- beta: 0.0500 loss: 1.5000 loss_cons: 0.5000 "
                                "loss_rec: 1.0000 lr: 4.02e-05"]
 
