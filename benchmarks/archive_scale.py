@@ -13,8 +13,8 @@ For each N (a synthetic JPEG archive written by benchmarks/synthetic_archive.py,
         at 224 (augmentation + guided masking, 20 batches of 16, DataLoader num_workers 0; ours and today's run at
         different moments, so under load this one is noisy: the interleaved single-process figure is the ratio).
 Today's 2-rank path holds every frame in every rank; it is run only for N <= --today-max (RAM); above that its RSS is
-projected from its measured KiB per frame. Bytes per cached frame in RAM mode at 256 are measured once, over the 108
-embedded frames (96 cine + 12 DCA), each store in a fresh process (RSS growth over the build / frames).
+projected from its measured KiB per frame. Bytes per cached frame in RAM mode at 256 are measured once, over the
+embedded frames (96 cine + 33 DCA), each store in a fresh process (RSS growth over the build / frames).
 
     OMP_NUM_THREADS=1 python benchmarks/archive_scale.py --frames 1000 5000 [20000] [--check-workers 2]
     (the RAM-mode bytes per frame are printed twice: "cold", measured as the issue measured today's 1151 KiB, and
@@ -81,7 +81,7 @@ def make_cache(kind, datalist, cache_dir, stand_in=False):
 
 
 def worker_ram_bytes(kind, cache_dir, warm):
-    """One process: RSS growth of caching the 108 embedded frames, KiB per frame. Cold (the issue's measurement):
+    """One process: RSS growth of caching the embedded frames, KiB per frame. Cold (the issue's measurement):
     parse caches, operator caches and the allocator's working memory grow during the build and are counted. Warm:
     every frame is first run through the deterministic transforms once (results dropped), so that only what the
     cache keeps is counted."""
@@ -101,7 +101,7 @@ def worker_ram_bytes(kind, cache_dir, warm):
 
 def worker_pipeline(cache_dir):
     """One process: augmentation + guided masking at 224 from ours (disk store) and today's CacheDataset, over the
-    108 embedded frames, in 5 interleaved rounds of 100 images; median images/s of each."""
+    embedded frames, in 5 interleaved rounds of 100 images; median images/s of each."""
     import statistics
 
     from transforms import build_datalist
