@@ -1,7 +1,8 @@
 """Archive scale: the pretraining data path on N-frame synthetic archives, against today's path in the same run.
 
 Today's path (the peer): build_datalist in every rank, serial and remembered by nothing, then a CacheDataset of the
-bundle's deterministic transforms in every rank (float32 image, vesselness and mask; every rank computes every frame).
+bundle's deterministic transforms with the old crop keys in every rank (float32 image, vesselness and mask; every rank
+computes every frame).
 Ours: the datalist checked once (rank 0, `--check-workers` processes, results remembered per file), then the
 FrameCacheDataset (disk mode: one store per machine, built with the work split over the ranks).
 
@@ -12,8 +13,8 @@ For each N (a synthetic JPEG archive written by benchmarks/synthetic_archive.py,
         at 224 (augmentation + guided masking, 20 batches of 16, DataLoader num_workers 0; ours and today's run at
         different moments, so under load this one is noisy: the interleaved single-process figure is the ratio).
 Today's 2-rank path holds every frame in every rank; it is run only for N <= --today-max (RAM); above that its RSS is
-projected from its measured KiB per frame. Bytes per cached frame in RAM mode at 256 are measured once, over the 108
-embedded frames (96 cine + 12 DCA), each store in a fresh process (RSS growth over the build / frames).
+projected from its measured KiB per frame. Bytes per cached frame in RAM mode at 256 are measured once, over the
+embedded frames (96 cine + 33 DCA), each store in a fresh process (RSS growth over the build / frames).
 
     OMP_NUM_THREADS=1 python benchmarks/archive_scale.py --frames 1000 5000 [20000] [--check-workers 2]
     (the RAM-mode bytes per frame are printed twice: "cold", measured as the issue measured today's 1151 KiB, and
@@ -37,6 +38,8 @@ REPO = Path(__file__).resolve().parents[1]
 CONFIG = REPO / "bundles" / "vasomim_pretrain" / "configs" / "train.json"
 SAMPLE = [REPO / "sample_data" / "xa_cine", REPO / "sample_data" / "dca" / "images"]
 WORKING, IMG, BATCH, PIPELINE_BATCHES = 256, 224, 16, 20
+TODAY = {"crop_keys": ["image", "vesselness", "vessel_mask"], "augment_transforms#1#mode": ["bilinear", "bilinear",
+                                                                                           "nearest"]}
 
 
 def rss_kib() -> int:
@@ -51,9 +54,12 @@ def peak_rss_kib() -> int:
 def parsed(ids, **overrides):
     from monai.bundle import ConfigParser
 
+    if str(CONFIG.parents[1]) not in sys.path:
+        sys.path.insert(0, str(CONFIG.parents[1]))  # the bundle's `scripts` package
     parser = ConfigParser()
     parser.read_config(str(CONFIG))
-    parser.update({"working_size": WORKING, "img_size": IMG, "progress_bar": False, **overrides})
+    parser.update({"working_size": WORKING, "img_size": IMG, "progress_bar": False,
+                   "output_dir": tempfile.mkdtemp(prefix="archive_scale_run_"), **overrides})
     return [parser.get_parsed_content(i) for i in ids]
 
 
@@ -64,7 +70,7 @@ def make_cache(kind, datalist, cache_dir, stand_in=False):
     from transforms import FrangiVesselnessd
     from transforms.frame_cache import FrameCacheDataset
 
-    (det,) = parsed(["deterministic_transforms"])
+    (det,) = parsed(["deterministic_transforms"], **(TODAY if kind == "today" else {}))
     if stand_in:
         det = [CopyItemsd("image", names="vesselness") if isinstance(t, FrangiVesselnessd) else t for t in det]
     if kind == "today":
@@ -75,7 +81,7 @@ def make_cache(kind, datalist, cache_dir, stand_in=False):
 
 
 def worker_ram_bytes(kind, cache_dir, warm):
-    """One process: RSS growth of caching the 108 embedded frames, KiB per frame. Cold (the issue's measurement):
+    """One process: RSS growth of caching the embedded frames, KiB per frame. Cold (the issue's measurement):
     parse caches, operator caches and the allocator's working memory grow during the build and are counted. Warm:
     every frame is first run through the deterministic transforms once (results dropped), so that only what the
     cache keeps is counted."""
@@ -95,20 +101,20 @@ def worker_ram_bytes(kind, cache_dir, warm):
 
 def worker_pipeline(cache_dir):
     """One process: augmentation + guided masking at 224 from ours (disk store) and today's CacheDataset, over the
-    108 embedded frames, in 5 interleaved rounds of 100 images; median images/s of each."""
+    embedded frames, in 5 interleaved rounds of 100 images; median images/s of each."""
     import statistics
 
     from transforms import build_datalist
 
     datalist = build_datalist(SAMPLE)
-    (pre,) = parsed(["train#preprocessing"])
+    pres = {"ours": parsed(["train#preprocessing"])[0], "today": parsed(["train#preprocessing"], **TODAY)[0]}
     caches = {"ours": make_cache("disk", datalist, cache_dir), "today": make_cache("today", datalist, None)}
     rates = {k: [] for k in caches}
     for _ in range(5):
         for name, cache in caches.items():
             start = time.perf_counter()
             for i in range(100):
-                pre(cache[i % len(cache)])
+                pres[name](cache[i % len(cache)])
             rates[name].append(100 / (time.perf_counter() - start))
     return {k: statistics.median(v) for k, v in rates.items()}
 
@@ -150,7 +156,7 @@ def worker_ranks(kind, root, cache_dir, workers, started, stand_in=False):
     cache = make_cache(kind, datalist, cache_dir, stand_in)
     dist.barrier()
     build_s = time.time() - t_cache
-    (pre,) = parsed(["train#preprocessing"])
+    (pre,) = parsed(["train#preprocessing"], **(TODAY if kind == "today" else {}))
     sampler = DistributedSampler(cache, shuffle=True, even_divisible=True)
     loader = DataLoader(Dataset(cache, pre), batch_size=BATCH, sampler=sampler, num_workers=0)
     batches = iter(loader)

@@ -17,7 +17,7 @@ from monai.transforms import Compose, EnsureTyped, Resized, SelectItemsd
 from transforms import FrangiVesselnessd, LoadAngiogramd, VesselPseudoMaskd
 from transforms.frame_cache import FrameCacheDataset
 
-KEYS = ["image", "vesselness", "vessel_mask"]
+KEYS = ["image", "vessel_mask"]
 
 
 class CountedVesselness:

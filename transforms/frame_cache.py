@@ -2,8 +2,9 @@
 compactly.
 
 Replaces ``CacheDataset`` over the deterministic transforms: ``FrameCacheDataset(datalist, Compose([...]),
-spatial_size=(256, 256), mode="disk", cache_dir=...)[i]`` -> {"image", "vesselness", "vessel_mask"}, each a (1, W, H)
-float32 tensor, as the ``EnsureTyped``/``SelectItemsd`` tail of the deterministic transforms gives today.
+spatial_size=(256, 256), mode="disk", cache_dir=...)[i]`` -> {"image", "vessel_mask"}, each a (1, W, H)
+float32 tensor, as the ``EnsureTyped``/``SelectItemsd`` tail of the deterministic transforms gives them (the
+vesselness is computed there only to make the pseudo-mask, and is not stored).
 
 Work is split, not repeated. Each rank computes the frames ``pending[i::n]`` (i its index among the n ranks of its
 machine, ``pending`` the frames not in the store yet) and shares them: in "disk" mode through the machine's store
@@ -40,7 +41,7 @@ from .frame_store import FIELDS, STATE_DONE, STATE_PENDING, DiskRows, RamRows, e
 __all__ = ["FrameCacheDataset", "frame_key", "transform_fingerprint"]
 
 logger = logging.getLogger("transforms.frame_cache")
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 MODES = ("ram", "disk")
 
 
@@ -104,8 +105,8 @@ class FrameCacheDataset(Dataset):
 
     Args:
         data: data list, [{"image": path, "frame": int | None}, ...].
-        transform: the deterministic transforms (a callable on one entry) giving "image", "vesselness" and
-            "vessel_mask", each (1, W, H).
+        transform: the deterministic transforms (a callable on one entry) giving "image" and "vessel_mask",
+            each (1, W, H) (other outputs are not stored).
         spatial_size: (W, H) of those outputs (the working size).
         mode: "ram" (rows in this process) or "disk" (rows in ``cache_dir``, shared by the ranks of a machine and
             reused by later runs).

@@ -1,12 +1,13 @@
-"""Compact rows of pretraining frames (image, vesselness, pseudo-mask), held in RAM or in files shared on a machine.
+"""Compact rows of pretraining frames (image, pseudo-mask), held in RAM or in files shared on a machine.
 
 One row holds the deterministic outputs of one frame at working size (W, H):
     image        uint16, round(x * 65535) of the [0, 1] image (16-bit; the DICOM stored values are 8-16 bits);
-    vesselness   float16;
     vessel_mask  bits (numpy.packbits of the flattened {0, 1} mask).
-That is 4.125 bytes per pixel instead of 12 for three float32 maps: 264 KiB per frame at 256 x 256.
+That is 2.125 bytes per pixel instead of 12 for the three float32 maps (image, vesselness, mask) the bundle's
+``CacheDataset`` kept before: 136 KiB per frame at 256 x 256. The vesselness is not stored: it is needed only to
+make the pseudo-mask, inside the deterministic transforms (the soft guidance comes from the segmentor, not from it).
 
-On disk the fields are three flat files plus a state file (one byte per row: 0 pending, 1 written, 2 bad) and an
+On disk the fields are two flat files plus a state file (one byte per row: 0 pending, 1 written, 2 bad) and an
 index (``index.json``: row of each frame key). Rows are read with ``os.pread`` into a fresh buffer: the only shared
 copy is the kernel's page cache, so no rank's resident memory grows with the archive (pages of an ``mmap`` would be
 counted in the RSS of every rank that touched them). Writers use ``os.pwrite`` on disjoint rows.
@@ -19,18 +20,17 @@ import os
 from pathlib import Path
 
 import numpy as np
-import torch
 
 __all__ = ["FIELDS", "DiskRows", "RamRows", "decode_row", "encode_row", "row_bytes"]
 
-FIELDS = ("image", "vesselness", "vessel_mask")
+FIELDS = ("image", "vessel_mask")
 STATE_PENDING, STATE_DONE, STATE_BAD = 0, 1, 2
-_FILES = {"image": "image.u16", "vesselness": "vesselness.f16", "vessel_mask": "vessel_mask.bits"}
+_FILES = {"image": "image.u16", "vessel_mask": "vessel_mask.bits"}
 
 
 def _field_bytes(shape) -> dict[str, int]:
     pixels = int(np.prod(shape))
-    return {"image": 2 * pixels, "vesselness": 2 * pixels, "vessel_mask": -(-pixels // 8)}
+    return {"image": 2 * pixels, "vessel_mask": -(-pixels // 8)}
 
 
 def row_bytes(shape) -> int:
@@ -38,24 +38,21 @@ def row_bytes(shape) -> int:
     return sum(_field_bytes(shape).values())
 
 
-def encode_row(image, vesselness, mask) -> dict[str, bytes]:
-    """(W, H) float image in [0, 1], (W, H) vesselness, (W, H) {0, 1} mask -> the three compact byte strings."""
+def encode_row(image, mask) -> dict[str, bytes]:
+    """(W, H) float image in [0, 1], (W, H) {0, 1} mask -> the two compact byte strings."""
     image = np.clip(np.asarray(image, dtype=np.float32), 0.0, 1.0)
     return {
         "image": np.rint(image * 65535.0).astype(np.uint16).tobytes(),
-        "vesselness": np.asarray(vesselness, dtype=np.float16).tobytes(),
         "vessel_mask": np.packbits(np.asarray(mask).reshape(-1) > 0.5).tobytes(),
     }
 
 
 def decode_row(raw: dict[str, bytes | np.ndarray], shape) -> dict[str, np.ndarray]:
-    """The three stored fields of one row -> {field: (1, W, H) float32}; the image in [0, 1], the mask in {0, 1}."""
+    """The two stored fields of one row -> {field: (1, W, H) float32}; the image in [0, 1], the mask in {0, 1}."""
     pixels = int(np.prod(shape))
     image = np.frombuffer(raw["image"], dtype=np.uint16).astype(np.float32) * np.float32(1.0 / 65535.0)
-    half = np.frombuffer(raw["vesselness"], dtype=np.float16).copy()
-    vesselness = torch.from_numpy(half).float().numpy()  # torch converts fp16 about 10x faster than numpy
     mask = np.unpackbits(np.frombuffer(raw["vessel_mask"], dtype=np.uint8), count=pixels).astype(np.float32)
-    return {k: v.reshape(1, *shape) for k, v in zip(FIELDS, (image, vesselness, mask))}
+    return {k: v.reshape(1, *shape) for k, v in zip(FIELDS, (image, mask))}
 
 
 class RamRows:

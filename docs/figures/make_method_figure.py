@@ -29,7 +29,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from monai.bundle import ConfigParser  # noqa: E402
-from monai.transforms import Compose  # noqa: E402
+from monai.transforms import Compose, SelectItemsd  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
 PRETRAIN, SEG = REPO / "bundles" / "vasomim_pretrain", REPO / "bundles" / "vasomim_seg"
@@ -71,7 +71,8 @@ def pretraining_panels(image_path: Path, pretrain_run: Path, beta: float, seed: 
     """Input, Frangi, pseudo-mask (W, H) at the working size; guided mask and MAE reconstruction at img_size."""
     parser = bundle_parser(PRETRAIN, PRETRAIN_CONFIGS)
     parser["output_dir"] = str(pretrain_run)
-    data = Compose(parser.get_parsed_content("deterministic_transforms"))({"image": str(image_path), "frame": None})
+    keep_all = [t for t in parser.get_parsed_content("deterministic_transforms") if not isinstance(t, SelectItemsd)]
+    data = Compose(keep_all)({"image": str(image_path), "frame": None})  # the vesselness too, which is not cached
     patch = parser.get_parsed_content("patch_size")
     masker = parser.get_parsed_content("train#guided_mask").masker
     masker.beta = beta
