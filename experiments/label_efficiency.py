@@ -10,6 +10,8 @@ fixed iteration budget whatever the label count. Arms:
 * ``mae``, ``vasomim``, ``vasomim_fov``: the adapter fine-tuned from the MAE and VasoMIM pretrainings (mask ratio 0.5,
   all); ``vasomim`` builds its pseudo-masks from the border alone (the code before the field-of-view step),
   ``vasomim_fov`` with the field-of-view step (the bundle default since);
+* ``mae_p8``, ``vasomim_p8``: the same pretrainings at patch 8, the fine-tuning patch, so that no kernel is resized
+  and the pretraining sees a 16×16 token grid at 128² (the authors' 224² at patch 16 gives 14×14);
 * ``vasomim_unetr``: VasoMIM fine-tuned through ``VesselUNETR`` (``unetr.json``, patch 16), to isolate the protocol;
 * ``probe_random``, ``probe_mae``, ``probe_vasomim``: the encoder frozen (``--freeze_encoder true``), only the adapter
   trained.
@@ -52,9 +54,12 @@ PRETRAIN_ARMS = {
                 "pseudo_mask_fov_threshold": None},
     "vasomim_fov": {"guided": True, "guidance": "mixed", "beta_0": 0.0, "beta_E": 0.5, "use_cons": True,
                     "pseudo_mask_fov_threshold": 0.1},
+    "mae_p8": {"guided": False, "use_cons": False, "patch_size": 8},
+    "vasomim_p8": {"guided": True, "guidance": "mixed", "beta_0": 0.0, "beta_E": 0.5, "use_cons": True,
+                   "pseudo_mask_fov_threshold": 0.1, "patch_size": 8},
 }
-ARMS = ["unet", "scratch", "mae", "vasomim", "vasomim_fov", "vasomim_unetr", "probe_random", "probe_mae",
-        "probe_vasomim", "probe_vasomim_fov"]
+ARMS = ["unet", "scratch", "mae", "vasomim", "vasomim_fov", "mae_p8", "vasomim_p8", "vasomim_unetr", "probe_random",
+        "probe_mae", "probe_vasomim", "probe_vasomim_fov", "probe_mae_p8", "probe_vasomim_p8"]
 PROTOCOL_LABELS = (8, 32)
 """Label counts of the arms that are not label-efficiency curves (VesselUNETR and the frozen probes)."""
 

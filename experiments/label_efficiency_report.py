@@ -14,8 +14,12 @@ NAMES = {"unet": "BasicUNet scratch", "scratch": "adapter scratch (patch 8)", "m
          "vasomim_unetr": "VasoMIM, border-only pseudo-mask → VesselUNETR (patch 16)",
          "probe_random": "frozen random encoder + adapter", "probe_mae": "frozen MAE encoder + adapter",
          "probe_vasomim": "frozen VasoMIM (border-only) encoder + adapter",
-         "probe_vasomim_fov": "frozen VasoMIM (field of view) encoder + adapter"}
-CURVE_ARMS = ("unet", "scratch", "mae", "vasomim", "vasomim_fov")
+         "probe_vasomim_fov": "frozen VasoMIM (field of view) encoder + adapter",
+         "mae_p8": "MAE pretrained at patch 8 → adapter (patch 8)",
+         "vasomim_p8": "VasoMIM pretrained at patch 8 (field of view) → adapter (patch 8)",
+         "probe_mae_p8": "frozen MAE (patch 8) encoder + adapter",
+         "probe_vasomim_p8": "frozen VasoMIM (patch 8) encoder + adapter"}
+CURVE_ARMS = ("unet", "scratch", "mae", "vasomim", "vasomim_fov", "mae_p8", "vasomim_p8")
 
 
 def collect(runs: Path, split: str) -> dict[tuple[str, int], dict]:
@@ -32,6 +36,22 @@ def collect(runs: Path, split: str) -> dict[tuple[str, int], dict]:
         row["cldice"].append(sum(m["cldice"]) / len(m["cldice"]))
         steps = [seed_dir / "train" / "done.json", done]
         row["cpu_s"].append(sum(json.loads(p.read_text())["cpu_s"] for p in steps if p.exists()))
+    return rows
+
+
+def merge_ledger(rows: dict, ledger: Path) -> dict:
+    """Adds to ``rows`` the (arm, n, seed) results of an earlier ``labels.csv`` that ``rows`` lacks, so that a study
+    resumed in a fresh checkout (whose gitignored runs are gone) keeps what was measured before."""
+    if not ledger.exists():
+        return rows
+    with open(ledger, newline="") as f:
+        for r in csv.DictReader(f):
+            row = rows.setdefault((r["arm"], int(r["n_labels"])), {"seeds": [], "dice": [], "cldice": [], "cpu_s": []})
+            if int(r["seed"]) not in row["seeds"]:
+                row["seeds"].append(int(r["seed"]))
+                row["dice"].append(float(r["dsc"]) / 100)
+                row["cldice"].append(float(r["cldice"]) / 100)
+                row["cpu_s"].append(float(r["train_eval_cpu_s"]))
     return rows
 
 
@@ -61,7 +81,7 @@ def write_csv(rows: dict, path: Path) -> None:
         w = csv.writer(f)
         w.writerow(["arm", "n_labels", "seed", "dsc", "cldice", "train_eval_cpu_s"])
         for (arm, n), row in sorted(rows.items()):
-            for i, seed in enumerate(row["seeds"]):
+            for i, seed in sorted(enumerate(row["seeds"]), key=lambda x: x[1]):
                 w.writerow([arm, n, seed, f"{100 * row['dice'][i]:.2f}", f"{100 * row['cldice'][i]:.2f}",
                             f"{row['cpu_s'][i]:.0f}"])
 
@@ -93,8 +113,16 @@ def curve_figure(rows: dict, path: Path) -> None:
     plt.close(fig)
 
 
-def pretraining_curves(runs: Path, path: Path) -> list[str]:
-    """L_rec (and L_cons) per epoch of each pretraining, from its ``metrics.jsonl``; returns a markdown summary."""
+def keep_pretraining_metrics(runs: Path, kept: Path) -> None:
+    """Copies each finished pretraining's ``metrics.jsonl`` to ``kept/<arm>.jsonl`` (committed with the results)."""
+    kept.mkdir(parents=True, exist_ok=True)
+    for metrics in sorted((runs / "pretrain").glob("*/run/metrics.jsonl")):
+        if (metrics.parents[1] / "done.json").exists():
+            (kept / f"{metrics.parents[1].name}.jsonl").write_text(metrics.read_text())
+
+
+def pretraining_curves(kept: Path, path: Path) -> list[str]:
+    """L_rec (and L_cons) per epoch of each pretraining, from ``kept/<arm>.jsonl``; returns a markdown summary."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -103,11 +131,11 @@ def pretraining_curves(runs: Path, path: Path) -> list[str]:
     lines = ["| pretraining | epochs | L_rec first → last | L_rec best epoch | L_cons first → last |",
              "|---|---|---|---|---|"]
     fig, ax = plt.subplots(figsize=(5, 3.5))
-    for metrics in sorted((runs / "pretrain").glob("*/run/metrics.jsonl")):
+    for metrics in sorted(kept.glob("*.jsonl")):
         records = [json.loads(line) for line in metrics.read_text().splitlines() if line.strip()]
         if not records:
             continue
-        arm = metrics.parents[1].name
+        arm = metrics.stem
         rec = [r["loss_rec"] for r in records]
         ax.plot([r["epoch"] for r in records], rec, label=f"{arm} L_rec")
         cons = [r.get("loss_cons", 0.0) for r in records]
@@ -137,16 +165,19 @@ def write_report(runs: Path, results: Path, figures: Path, s: dict, test: bool =
                "fine-tuning seeds (number of seeds in brackets)")
     md = []
     for split in ("val", "test") if test else ("val",):
-        rows = collect(runs, split)
+        csv_path = results / f"labels{'' if split == 'val' else '_test'}.csv"
+        rows = merge_ledger(collect(runs, split), csv_path)
         if not rows:
             continue
         labels = sorted({n for _, n in rows})
         where = "the 8 validation images" if split == "val" else "the test folder (--test-dir)"
         md += table(rows, list(CURVE_ARMS) + ["vasomim_unetr"], labels, f"Fine-tuned, on {where}: {caption}.") + [""]
-        md += table(rows, ["probe_random", "probe_mae", "probe_vasomim", "probe_vasomim_fov"], labels,
+        md += table(rows, [a for a in NAMES if a.startswith("probe_")], labels,
                     f"Frozen-encoder probe (only the adapter trained), on {where}.") + [""]
-        write_csv(rows, results / f"labels{'' if split == 'val' else '_test'}.csv")
+        write_csv(rows, csv_path)
         curve_figure(rows, figures / f"label_efficiency{'' if split == 'val' else '_test'}.png")
-    md += ["Pretraining (seed 0), epoch means:", ""] + pretraining_curves(runs, figures / "pretraining_curves.png")
+    keep_pretraining_metrics(runs, results / "pretraining")
+    md += ["Pretraining (seed 0), epoch means:", ""] + pretraining_curves(results / "pretraining",
+                                                                          figures / "pretraining_curves.png")
     (results / "labels.md").write_text("\n".join(md) + "\n")
     print("\n".join(md))
