@@ -13,25 +13,28 @@ from pathlib import Path
 
 import numpy as np
 
-from . import _dicom
 from .check_cache import CheckCache, check_files
-from .errors import AngiogramReadError
+from .errors import AngiogramReadError, read_errors
 from .frame_policy import parse_frame_policy
 from .io import iter_candidate_files
+from .io.decode import decode_frames, read_image_file
+from .io.files import image_pages, is_image_path, open_dicom
+from .io.header import DicomImage
+from .io.normalise import normalise
 
 logger = logging.getLogger("transforms.dataset_check")
 
 LABEL_SUFFIXES = (".png", ".tif", ".tiff", ".gif", ".bmp", ".jpg", ".jpeg", ".dcm")
 
 
-def _first_usable_frame(path, image: _dicom.DicomImage, decode: str) -> list[int]:
+def _first_usable_frame(path, image: DicomImage, decode: str) -> list[int]:
     """Decodes the first frame (or every frame when decode='all'); returns the indices of non-constant frames."""
     frames = image.header.frames
     usable, last_error = [], None
     for i in range(frames):
         try:
-            arr = _dicom.decode_frames(path, image, [i])[0]
-            _dicom.normalise(path, arr, image.invert, i if frames > 1 else None)
+            arr = decode_frames(path, image, [i])[0]
+            normalise(path, arr, image.invert, i if frames > 1 else None)
             usable.append(i)
         except AngiogramReadError as err:
             if not err.reason.startswith("constant image"):
@@ -54,16 +57,16 @@ def inspect_angiogram_file(path, decode: str = "first") -> dict:
     Raises:
         AngiogramReadError naming the file and the reason.
     """
-    with _dicom.read_errors(path):
-        if _dicom.is_image_path(path):
-            pages = _dicom.image_pages(path)
+    with read_errors(path):
+        if is_image_path(path):
+            pages = image_pages(path)
             for i in range(pages):
-                arr, _ = _dicom.read_image_file(path, i if pages > 1 else None)
-                _dicom.normalise(path, arr, False, i if pages > 1 else None)
+                arr, _ = read_image_file(path, i if pages > 1 else None)
+                normalise(path, arr, False, i if pages > 1 else None)
                 if decode != "all":
                     break
             return {"frames": pages, "usable_frames": list(range(pages))}
-        image = _dicom.open_dicom(path)
+        image = open_dicom(path)
         frames = image.header.frames
         usable = _first_usable_frame(path, image, decode)
         return {"frames": frames, "usable_frames": usable if decode == "all" else list(range(frames))}
