@@ -36,7 +36,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from label_efficiency_report import write_report  # noqa: E402
-from reproduction import PRE, REPO, SEG, VIT_TI, bundle_cmd, pretrain_dirs, rerun, run_step  # noqa: E402
+from study.arms import VIT_TI  # noqa: E402
+from study.steps import PRE, REPO, SEG, bundle_cmd, rerun, run_step  # noqa: E402
+from study.training import pretrain_dirs  # noqa: E402
 
 SCALES = {
     "cpu": {"img_size": 128, **VIT_TI, "pre_epochs": 30, "warmup_epochs": 3, "pre_batch": 16, "blr": 8e-3,

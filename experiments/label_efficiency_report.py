@@ -6,7 +6,7 @@ import csv
 import json
 from pathlib import Path
 
-from reproduction import mean_sd, per_image
+from study.tables import mean_sd, per_image
 
 NAMES = {"unet": "BasicUNet scratch", "scratch": "adapter scratch (patch 8)", "mae": "MAE → adapter (patch 8)",
          "vasomim": "VasoMIM, border-only pseudo-mask → adapter (patch 8)",
