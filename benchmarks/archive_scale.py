@@ -35,7 +35,8 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-CONFIG = REPO / "bundles" / "vasomim_pretrain" / "configs" / "train.json"
+BUNDLE = REPO / "bundles" / "vasomim_pretrain"
+CONFIGS = [BUNDLE / "configs" / f for f in ("train.json", "data.json", "segmentor.json")]
 SAMPLE = [REPO / "sample_data" / "xa_cine", REPO / "sample_data" / "dca" / "images"]
 WORKING, IMG, BATCH, PIPELINE_BATCHES = 256, 224, 16, 20
 TODAY = {"crop_keys": ["image", "vesselness", "vessel_mask"], "augment_transforms#1#mode": ["bilinear", "bilinear",
@@ -54,10 +55,10 @@ def peak_rss_kib() -> int:
 def parsed(ids, **overrides):
     from monai.bundle import ConfigParser
 
-    if str(CONFIG.parents[1]) not in sys.path:
-        sys.path.insert(0, str(CONFIG.parents[1]))  # the bundle's `scripts` package
+    if str(BUNDLE) not in sys.path:
+        sys.path.insert(0, str(BUNDLE))  # the bundle's `scripts` package
     parser = ConfigParser()
-    parser.read_config(str(CONFIG))
+    parser.read_config([str(c) for c in CONFIGS])
     parser.update({"working_size": WORKING, "img_size": IMG, "progress_bar": False,
                    "output_dir": tempfile.mkdtemp(prefix="archive_scale_run_"), **overrides})
     return [parser.get_parsed_content(i) for i in ids]

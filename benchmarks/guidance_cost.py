@@ -4,7 +4,7 @@ and optimizer (fused AdamW, as the bundle), measured interleaved in the same run
 bundle's default guidance "mixed" (0.5·m + 0.5·σ(S(I))), the guided step also runs S on each image for the guidance
 map, one image at a time on the CPU, as the bundle's DataLoader transform does.
 
-S is the bundle's segmentor built from configs/train.json (+ preset_cpu.json for the CPU case). Its share is timed
+S is the bundle's segmentor built from its training configs (+ preset_cpu.json for the CPU case). Its share is timed
 on its own (same inputs) in the same loop, as the loss runs it (`fast_frozen_copy`: BatchNorms folded, PReLU as
 LeakyReLU) and as trained. Cases: the bundle CPU preset (128², its batch) and the paper's ViT-B/16 at 224².
 
@@ -23,6 +23,7 @@ import torch
 from monai.bundle import ConfigParser
 
 BUNDLE = Path(__file__).resolve().parents[1] / "bundles" / "vasomim_pretrain"
+CONFIGS = ["train.json", "data.json", "segmentor.json"]
 sys.path.insert(0, str(BUNDLE))
 from scripts import mae as mae_lib  # noqa: E402
 from scripts.losses import VasoMIMLoss, consistency_loss, freeze  # noqa: E402
@@ -121,8 +122,8 @@ def main():
     args = ap.parse_args()
     apply_threads(args)
     results = []
-    for name, files, batch_override, repeats in (("cpu-preset", ["train.json", "preset_cpu.json"], None, args.repeats),
-                                                 ("vit-b16@224", ["train.json"], args.batch_base, args.repeats_base)):
+    for name, files, batch_override, repeats in (("cpu-preset", [*CONFIGS, "preset_cpu.json"], None, args.repeats),
+                                                 ("vit-b16@224", CONFIGS, args.batch_base, args.repeats_base)):
         sizes, batch, seg, parser = bundle_parts(files)
         print(f"  (S = {type(seg).__name__} channels {parser['segmentor_channels']} for {name})")
         ratio, share = run_case(name, sizes, batch_override or batch, seg, repeats, parser["mask_ratio"],

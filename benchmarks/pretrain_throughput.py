@@ -38,6 +38,7 @@ from monai.networks.nets import MaskedAutoEncoderViT
 from torch.utils.flop_counter import FlopCounterMode
 
 BUNDLE = Path(__file__).resolve().parents[1] / "bundles" / "vasomim_pretrain"
+CONFIGS = ("train.json", "data.json", "segmentor.json")
 sys.path.insert(0, str(BUNDLE))
 from scripts import mae as mae_lib  # noqa: E402
 from scripts.losses import forward_loss  # noqa: E402
@@ -54,7 +55,7 @@ GEMM_SLACK = 1.05
 
 def cpu_preset():
     parser = ConfigParser()
-    parser.read_config([str(BUNDLE / "configs" / f) for f in ("train.json", "preset_cpu.json")])
+    parser.read_config([str(BUNDLE / "configs" / f) for f in (*CONFIGS, "preset_cpu.json")])
     return {k: parser[k] for k in MODEL_KEYS}, int(parser["batch_size"])
 
 

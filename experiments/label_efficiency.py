@@ -37,7 +37,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from label_efficiency_report import write_report  # noqa: E402
 from study.arms import VIT_TI  # noqa: E402
-from study.steps import PRE, REPO, SEG, bundle_cmd, rerun, run_step  # noqa: E402
+from study.steps import PRE, PRETRAIN_CONFIGS, REPO, SEG, bundle_cmd, rerun, run_step  # noqa: E402
 from study.training import pretrain_dirs  # noqa: E402
 
 SCALES = {
@@ -85,7 +85,7 @@ def pretrain(arm: str, s: dict, runs: Path, data: Path, threads: int, log: Path)
         ov["resume"] = True
     elif not (step / "done.json").exists() and out.exists():
         ov["overwrite"] = True
-    return run_step(step, bundle_cmd(PRE, "training", ["train.json"], ov), threads, log)
+    return run_step(step, bundle_cmd(PRE, "training", PRETRAIN_CONFIGS, ov), threads, log)
 
 
 def seg_overrides(arm: str, n: int, seed: int, s: dict, runs: Path, data: Path) -> tuple[list[str], dict]:

@@ -139,6 +139,8 @@ PRETRAIN_BUNDLE = REPO / "bundles" / "vasomim_pretrain"
 PRETRAIN_TINY = {"img_size": 64, "hidden_size": 32, "mlp_dim": 64, "num_layers": 2, "num_heads": 2,
                  "decoder_hidden_size": 32, "decoder_mlp_dim": 64, "decoder_num_layers": 1, "decoder_num_heads": 2}
 """Tiny MAE sizes for the pretraining bundle's inference.json (top-level ids)."""
+PRETRAIN_TRAIN = ("train.json", "data.json", "segmentor.json")
+"""The pretraining bundle's training configs, composed in this order (presets and multi_gpu_train.json after them)."""
 
 
 def copy_bundle_alone(bundle: Path, dst_root: Path) -> Path:

@@ -11,6 +11,8 @@ from pathlib import Path
 import pytest
 from monai.bundle import ConfigParser
 
+from conftest import PRETRAIN_TRAIN
+
 REPO = Path(__file__).resolve().parents[1]
 PRETRAIN, SEG = REPO / "bundles" / "vasomim_pretrain", REPO / "bundles" / "vasomim_seg"
 
@@ -42,7 +44,7 @@ def parser_for(bundle: Path, configs: tuple, overrides: dict) -> ConfigParser:
 
 @pytest.mark.parametrize("word, expected", [("false", False), ("False", False), ("true", True), (False, False)])
 def test_pretrain_ablation_words(word, expected, tmp_path):
-    parser = parser_for(PRETRAIN, ("train.json", "preset_cpu.json"), {
+    parser = parser_for(PRETRAIN, (*PRETRAIN_TRAIN, "preset_cpu.json"), {
         "guided": word, "use_cons": word, "progress_bar": word, "norm_pix_loss": word, "output_dir": str(tmp_path)})
     with bundle_scripts(PRETRAIN):
         flags = parser.get_parsed_content("flags")
@@ -56,7 +58,7 @@ def test_pretrain_ablation_words(word, expected, tmp_path):
 
 
 def test_pretrain_rejects_a_non_flag_word(tmp_path):
-    parser = parser_for(PRETRAIN, ("train.json",), {"guided": "maybe", "output_dir": str(tmp_path)})
+    parser = parser_for(PRETRAIN, PRETRAIN_TRAIN, {"guided": "maybe", "output_dir": str(tmp_path)})
     with bundle_scripts(PRETRAIN), pytest.raises(RuntimeError) as info:
         parser.get_parsed_content("flags#guided")
     causes, exc = [], info.value

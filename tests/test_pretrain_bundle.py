@@ -14,6 +14,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from conftest import PRETRAIN_TRAIN
+
 REPO = Path(__file__).resolve().parents[1]
 BUNDLE = REPO / "bundles" / "vasomim_pretrain"
 CONFIGS = BUNDLE / "configs"
@@ -24,7 +26,7 @@ TINY = ["--img_size", "64", "--working_size", "64", "--hidden_size", "32", "--ml
 
 
 def config_list(*names):
-    return str([str(CONFIGS / n) for n in ("train.json", "preset_cpu.json", *names)])
+    return str([str(CONFIGS / n) for n in (*PRETRAIN_TRAIN, "preset_cpu.json", *names)])
 
 
 def bundle_cmd(run_id, data, out, *extra, configs=()):

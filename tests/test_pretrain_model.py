@@ -12,6 +12,8 @@ import torch
 from ignite.engine import Engine
 from monai.networks.nets import MaskedAutoEncoderViT, ViT
 
+from conftest import PRETRAIN_TRAIN
+
 REPO = Path(__file__).resolve().parents[1]
 BUNDLE = REPO / "bundles" / "vasomim_pretrain"
 TINY = dict(img_size=64, patch_size=16, hidden_size=32, mlp_dim=64, num_layers=2, num_heads=2,
@@ -256,7 +258,7 @@ def test_vesselness_and_pseudo_mask_cached_once(scripts, tmp_path, monkeypatch):
     for n in (1, 2, 3):
         shutil.copy(REPO / "sample_data" / "dca" / "images" / f"{n}.dcm", data)
     parser = ConfigParser()
-    parser.read_config([str(BUNDLE / "configs" / "train.json"), str(BUNDLE / "configs" / "preset_cpu.json")])
+    parser.read_config([str(BUNDLE / "configs" / f) for f in (*PRETRAIN_TRAIN, "preset_cpu.json")])
     parser.update({**TINY, "working_size": 64, "dataset_dir": str(data), "output_dir": str(tmp_path / "out"),
                    "max_epochs": 3, "warmup_epochs": 1, "batch_size": 2, "segmentor_epochs": 2,
                    "segmentor_channels": [4, 8, 16], "num_workers": 0, "cache_workers": 1})

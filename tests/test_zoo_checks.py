@@ -19,6 +19,7 @@ import torch
 from conftest import (
     PRETRAIN_BUNDLE,
     PRETRAIN_TINY,
+    PRETRAIN_TRAIN,
     REPO,
     SEG_BUNDLE,
     TINY_NET,
@@ -31,10 +32,11 @@ from conftest import (
 SCHEMA = SEG_BUNDLE / "docs" / "meta_schema_20240725.json"
 BUNDLES = {"vasomim_pretrain": (PRETRAIN_BUNDLE, PRETRAIN_TINY), "vasomim_seg": (SEG_BUNDLE, TINY_NET)}
 META, INFER = "configs/metadata.json", "configs/inference.json"
+TRAIN_CONFIGS = {"vasomim_pretrain": PRETRAIN_TRAIN, "vasomim_seg": ("train.json",)}
 # packages a bundle needs without an import statement naming them, and why
 INDIRECT = {
     "einops": "MONAI's SABlock/PatchEmbeddingBlock (einops.layers.torch)",
-    "tensorboard": "torch.utils.tensorboard.SummaryWriter in train.json",
+    "tensorboard": "torch.utils.tensorboard.SummaryWriter in the training config",
     "pylibjpeg-libjpeg": "pydicom's JPEG decoder for compressed XA (the sample cine is JPEG baseline)",
     "pylibjpeg-openjpeg": "pydicom's JPEG 2000 decoder",
     "pylibjpeg-rle": "pydicom's fast RLE decoder",
@@ -164,9 +166,10 @@ def test_inference_on_a_dicom_given_by_input_dir(bundle, tmp_path):
 
 
 def test_training_without_sample_data_asks_for_dataset_dir(bundle):
-    _, root, overrides = bundle
+    name, root, overrides = bundle
     before = sorted(p.relative_to(root) for p in root.rglob("*"))
-    proc = monai_bundle(["run", "training", "--config_file", "configs/train.json", "--meta_file", META], cwd=root,
+    configs = str([f"configs/{c}" for c in TRAIN_CONFIGS[name]])
+    proc = monai_bundle(["run", "training", "--config_file", configs, "--meta_file", META], cwd=root,
                         overrides=overrides, check=False)
     log = proc.stdout + proc.stderr
     assert proc.returncode != 0

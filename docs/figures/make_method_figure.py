@@ -4,15 +4,16 @@ Every panel comes from the bundles' own configs: the pretraining bundle's determ
 Frangi, pseudo-mask) and guided mask, its MAE (`network_def`) loaded from a pretraining run's `models/model.pt`, and
 the segmentation bundle's preprocessing and `network_def` loaded from a fine-tuning run's `model.pt`. With no runs
 given, both bundles are first run with their CPU presets on the embedded sample data (a few CPU-minutes; fine-tuning
-with the reproduction study's lr 5e-4 and batch 4 for 40 epochs, as the preset's lr 1e-4 barely moves in that time):
+for 40 epochs at lr 5e-4 and batch 4, the reproduction study's values, which the preset now has too):
 
     python docs/figures/make_method_figure.py                       # runs both bundles into --work, then draws
     python docs/figures/make_method_figure.py --pretrain_run DIR --seg_model FILE
 
 Writes docs/figures/method.png (and prints the frame, the models and the segmentation's DSC against its label).
-Case 7 is drawn because, at the preset's 128², it is one of the two sample cases (4 and 7) whose pseudo-mask is a
-vessel: on the other ten the strongest Frangi component is the rim of the circular field of view. Case 7 is in the
-fine-tuning split (the validation cases are 2 and 10).
+Case 7 is drawn as before the field-of-view step, when it was one of the few sample cases whose pseudo-mask was a
+vessel (on 18 of the 33 the strongest Frangi component was the rim of the circular field of view); with the step,
+74% of its pseudo-mask's pixels at the preset's 128² are labelled vessel (0.54-0.90 over the 33 cases). Case 7 is in
+the fine-tuning split (the validation cases are 1, 6, 8, 11, 24, 26 and 27).
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ from monai.transforms import Compose, SelectItemsd  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
 PRETRAIN, SEG = REPO / "bundles" / "vasomim_pretrain", REPO / "bundles" / "vasomim_seg"
-PRETRAIN_CONFIGS = [PRETRAIN / "configs" / "train.json", PRETRAIN / "configs" / "preset_cpu.json"]
+PRETRAIN_CONFIGS = [PRETRAIN / "configs" / f for f in ("train.json", "data.json", "segmentor.json", "preset_cpu.json")]
 SEG_CONFIGS = [SEG / "configs" / "train.json", SEG / "configs" / "preset_cpu.json"]
 DCA = REPO / "sample_data" / "dca"
 
@@ -68,7 +69,8 @@ def bundle_parser(root: Path, configs: list[Path]) -> ConfigParser:
 
 
 def pretraining_panels(image_path: Path, pretrain_run: Path, beta: float, seed: int) -> dict:
-    """Input, Frangi, pseudo-mask (W, H) at the working size; guided mask and MAE reconstruction at img_size."""
+    """Input, Frangi, pseudo-mask and the frozen segmentor's σ(S(I)) (W, H) at the working size; guided mask (the
+    bundle's guidance: 0.5·m + 0.5·σ(S(I)) for "mixed") and MAE reconstruction at img_size."""
     parser = bundle_parser(PRETRAIN, PRETRAIN_CONFIGS)
     parser["output_dir"] = str(pretrain_run)
     keep_all = [t for t in parser.get_parsed_content("deterministic_transforms") if not isinstance(t, SelectItemsd)]
@@ -77,8 +79,13 @@ def pretraining_panels(image_path: Path, pretrain_run: Path, beta: float, seed: 
     masker = parser.get_parsed_content("train#guided_mask").masker
     masker.beta = beta
     masker.set_random_state(seed)
-    mask, ids_keep, ids_restore = masker(data["vessel_mask"])
     from scripts.losses import reconstruct
+    from scripts.soft_guidance import SegmentorProbability
+
+    segmentor = parser.get_parsed_content("segmentor#network_def")
+    segmentor.load_state_dict(torch.load(pretrain_run / "models" / "segmentor.pt", map_location="cpu"))
+    soft = SegmentorProbability(segmentor)(data["image"])
+    mask, ids_keep, ids_restore = masker(data["vessel_mask"], soft if masker.guidance == "mixed" else None)
 
     mae = parser.get_parsed_content("network_def")
     mae.load_state_dict(torch.load(pretrain_run / "models" / "model.pt", map_location="cpu"))
@@ -91,6 +98,7 @@ def pretraining_panels(image_path: Path, pretrain_run: Path, beta: float, seed: 
     pixel_mask = mask.reshape(*grid).repeat_interleave(patch, 0).repeat_interleave(patch, 1)
     return {
         "input": data["image"][0], "frangi": data["vesselness"][0], "pseudo-mask": data["vessel_mask"][0],
+        "segmentor": soft[0], "guidance": masker.guidance,
         "masked": data["image"][0] * (1 - pixel_mask),
         "pasted": data["image"][0] * (1 - pixel_mask) + recon.clamp(0, 1) * pixel_mask,
         "vessel_share": float((data["vessel_mask"][0] * pixel_mask).sum() / data["vessel_mask"][0].sum()),
@@ -130,12 +138,13 @@ def main() -> None:
     p = pretraining_panels(image_path, args.pretrain_run, args.beta, args.seed)
     seg_image, seg, dsc = segmentation_panel(image_path, label_path, args.seg_model)
 
-    fig, axes = plt.subplots(1, 6, figsize=(13.2, 2.6), dpi=100)
+    fig, axes = plt.subplots(1, 7, figsize=(15.4, 2.6), dpi=100)
     panels = [
         ("input (MONOCHROME2, [0, 1])", p["input"], "gray", None),
         ("Frangi vesselness", p["frangi"], "magma", None),
-        ("pseudo-mask", p["pseudo-mask"], "gray", None),
-        (f"guided mask (β = {args.beta:g})", p["masked"], "gray", None),
+        ("pseudo-mask m (field of view)", p["pseudo-mask"], "gray", None),
+        ("segmentor σ(S(I))", p["segmentor"], "magma", None),
+        (f"guided mask ({p['guidance']}, β = {args.beta:g})", p["masked"], "gray", None),
         ("reconstruction (masked patches)", p["pasted"], "gray", None),
         (f"segmentation (DSC {dsc:.2f})", seg_image, "gray", seg),
     ]
@@ -150,7 +159,7 @@ def main() -> None:
     fig.savefig(args.out)
     print(f"wrote {args.out} ({args.out.stat().st_size // 1024} KB) from {image_path.relative_to(REPO)}; "
           f"masked patches hold {p['vessel_share']:.0%} of the pseudo-mask; segmentation DSC {dsc:.3f} "
-          f"against {label_path.relative_to(REPO)}; MAE {args.pretrain_run}, UNETR {args.seg_model}")
+          f"against {label_path.relative_to(REPO)}; MAE {args.pretrain_run}, segmenter {args.seg_model}")
 
 
 if __name__ == "__main__":

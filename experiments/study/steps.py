@@ -15,6 +15,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[2]
 PRE = REPO / "bundles" / "vasomim_pretrain"
 SEG = REPO / "bundles" / "vasomim_seg"
+PRETRAIN_CONFIGS = ["train.json", "data.json", "segmentor.json"]
 
 
 def child_cpu() -> float:

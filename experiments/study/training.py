@@ -8,7 +8,7 @@ import json
 from pathlib import Path
 
 from .arms import BAR, FRANGI_CONFIGS, PRETRAIN_ARMS, base_arm, vit_overrides
-from .steps import PRE, SEG, bundle_cmd, rerun, run_step
+from .steps import PRE, PRETRAIN_CONFIGS, SEG, bundle_cmd, rerun, run_step
 from .tables import per_image
 
 
@@ -34,7 +34,7 @@ def pretrain(arm: str, s: dict, runs: Path, data: Path, threads: int, log: Path,
         ov["resume"] = True
     elif not (step / "done.json").exists() and out.exists():
         ov["overwrite"] = True
-    return run_step(step, bundle_cmd(PRE, "training", ["train.json", "preset_cpu.json"], ov), threads, log)
+    return run_step(step, bundle_cmd(PRE, "training", [*PRETRAIN_CONFIGS, "preset_cpu.json"], ov), threads, log)
 
 
 def seg_overrides(arm: str, seed: int, s: dict, runs: Path, data: Path) -> tuple[list[str], dict]:
