@@ -12,6 +12,8 @@ fixed iteration budget whatever the label count. Arms:
   ``vasomim_fov`` with the field-of-view step (the bundle default since);
 * ``mae_p8``, ``vasomim_p8``: the same pretrainings at patch 8, the fine-tuning patch, so that no kernel is resized
   and the pretraining sees a 16×16 token grid at 128² (the authors' 224² at patch 16 gives 14×14);
+* ``unet_cl``, ``scratch_cl``, ``vasomim_p8_cl``: these arms fine-tuned with Dice + BCE + 0.5 soft clDice
+  (``--use_cldice_loss true``) instead of Dice + BCE;
 * ``vasomim_unetr``: VasoMIM fine-tuned through ``VesselUNETR`` (``unetr.json``, patch 16), to isolate the protocol;
 * ``probe_random``, ``probe_mae``, ``probe_vasomim``: the encoder frozen (``--freeze_encoder true``), only the adapter
   trained.
@@ -60,8 +62,9 @@ PRETRAIN_ARMS = {
     "vasomim_p8": {"guided": True, "guidance": "mixed", "beta_0": 0.0, "beta_E": 0.5, "use_cons": True,
                    "pseudo_mask_fov_threshold": 0.1, "patch_size": 8},
 }
-ARMS = ["unet", "scratch", "mae", "vasomim", "vasomim_fov", "mae_p8", "vasomim_p8", "vasomim_unetr", "probe_random",
-        "probe_mae", "probe_vasomim", "probe_vasomim_fov", "probe_mae_p8", "probe_vasomim_p8"]
+BASE_ARMS = ["unet", "scratch", "mae", "vasomim", "vasomim_fov", "mae_p8", "vasomim_p8", "vasomim_unetr",
+             "probe_random", "probe_mae", "probe_vasomim", "probe_vasomim_fov", "probe_mae_p8", "probe_vasomim_p8"]
+ARMS = BASE_ARMS + [f"{a}_cl" for a in ("unet", "scratch", "vasomim_p8")]
 PROTOCOL_LABELS = (8, 32)
 """Label counts of the arms that are not label-efficiency curves (VesselUNETR and the frozen probes)."""
 
@@ -90,15 +93,17 @@ def pretrain(arm: str, s: dict, runs: Path, data: Path, threads: int, log: Path)
 
 def seg_overrides(arm: str, n: int, seed: int, s: dict, runs: Path, data: Path) -> tuple[list[str], dict]:
     """Config files and overrides that train ``arm`` on ``n`` labels with fine-tuning seed ``seed``, for a fixed
-    number of iterations (``s["iterations"]``) and a validation every ``s["val_every"]`` iterations."""
+    number of iterations (``s["iterations"]``) and a validation every ``s["val_every"]`` iterations. An arm name
+    ending in ``_cl`` is its base arm fine-tuned with the soft clDice term added to the loss."""
     out = runs / "seg" / arm / f"n{n}" / f"seed{seed}"
+    arm, loss = (arm[:-3], {"use_cldice_loss": True}) if arm.endswith("_cl") else (arm, {})
     per_epoch = math.ceil(n / s["seg_batch"])
     ov = {"dataset_dir": str(data / "xca_dca80_train"), "val_fraction": 0.2, "split_seed": 0, "n_labels": n,
           "labels_seed": 0, "seed": seed, "img_size": s["img_size"], "batch_size": s["seg_batch"],
           "max_epochs": math.ceil(s["iterations"] / per_epoch),
           "val_interval": max(1, round(s["val_every"] / per_epoch)),
           "early_stop_patience": 10**6, "learning_rate": s["lr"], "num_workers": 0, "ckpt_dir": str(out / "models"),
-          "output_dir": str(out / "train_log")}
+          "output_dir": str(out / "train_log"), **loss}
     if arm == "unet":
         return ["train.json", "unet.json"], ov
     ov.update({k: s[k] for k in ("hidden_size", "mlp_dim", "num_layers", "num_heads")})

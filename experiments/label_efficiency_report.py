@@ -18,7 +18,9 @@ NAMES = {"unet": "BasicUNet scratch", "scratch": "adapter scratch (patch 8)", "m
          "mae_p8": "MAE pretrained at patch 8 → adapter (patch 8)",
          "vasomim_p8": "VasoMIM pretrained at patch 8 (field of view) → adapter (patch 8)",
          "probe_mae_p8": "frozen MAE (patch 8) encoder + adapter",
-         "probe_vasomim_p8": "frozen VasoMIM (patch 8) encoder + adapter"}
+         "probe_vasomim_p8": "frozen VasoMIM (patch 8) encoder + adapter",
+         "unet_cl": "BasicUNet scratch, + clDice loss", "scratch_cl": "adapter scratch (patch 8), + clDice loss",
+         "vasomim_p8_cl": "VasoMIM pretrained at patch 8 → adapter (patch 8), + clDice loss"}
 CURVE_ARMS = ("unet", "scratch", "mae", "vasomim", "vasomim_fov", "mae_p8", "vasomim_p8")
 
 
@@ -171,7 +173,8 @@ def write_report(runs: Path, results: Path, figures: Path, s: dict, test: bool =
             continue
         labels = sorted({n for _, n in rows})
         where = "the 8 validation images" if split == "val" else "the test folder (--test-dir)"
-        md += table(rows, list(CURVE_ARMS) + ["vasomim_unetr"], labels, f"Fine-tuned, on {where}: {caption}.") + [""]
+        fine_tuned = list(CURVE_ARMS) + ["vasomim_unetr", "unet_cl", "scratch_cl", "vasomim_p8_cl"]
+        md += table(rows, fine_tuned, labels, f"Fine-tuned, on {where}: {caption}.") + [""]
         md += table(rows, [a for a in NAMES if a.startswith("probe_")], labels,
                     f"Frozen-encoder probe (only the adapter trained), on {where}.") + [""]
         write_csv(rows, csv_path)
