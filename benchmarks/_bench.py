@@ -41,6 +41,10 @@ class Stats:
     def min(self) -> float:
         return min(self.times)
 
+    def per_item(self, n: int) -> Stats:
+        """The same runs as seconds per item, for runs of `n` items each."""
+        return Stats([t / n for t in self.times])
+
     def __str__(self) -> str:
         return f"median {self.median * 1e3:.1f} ms, min {self.min * 1e3:.1f} ms of {len(self.times)}"
 
@@ -80,11 +84,12 @@ def cpu_model() -> str:
     return platform.processor() or "unknown CPU"
 
 
-def verdict(ratio: float, goal: float, load: float, cores: int | None = None, higher_is_better: bool = False) -> str:
+def verdict(ratio: float, goal: float, load: float, cores: int | None = None, higher_is_better: bool = False,
+            timing: bool = True) -> str:
     """'met' or 'NOT met' for `ratio` against `goal` (ratio <= goal, or >= with higher_is_better), or 'NOT a valid
-    reading' when `load` (the highest 1-minute load average seen) exceeds LOAD_LIMIT of `cores` (default: this
-    machine's)."""
-    if load > LOAD_LIMIT * (cores or os.cpu_count() or 1):
+    reading' when `ratio` is a `timing` and `load` (the highest 1-minute load average seen) exceeds LOAD_LIMIT of
+    `cores` (default: this machine's). Memory and other untimed ratios pass timing=False."""
+    if timing and load > LOAD_LIMIT * (cores or os.cpu_count() or 1):
         return "NOT a valid reading"
     return "met" if (ratio >= goal if higher_is_better else ratio <= goal) else "NOT met"
 
@@ -129,17 +134,17 @@ class Machine:
     def quiet(self) -> bool:
         return self.load <= LOAD_LIMIT * self.cores
 
-    def verdict(self, ratio: float, goal: float, higher_is_better: bool = False) -> str:
+    def verdict(self, ratio: float, goal: float, higher_is_better: bool = False, timing: bool = True) -> str:
         """`verdict` with this machine's load and cores (call `finish()` first, so the end load counts)."""
-        return verdict(ratio, goal, self.load, self.cores, higher_is_better)
+        return verdict(ratio, goal, self.load, self.cores, higher_is_better, timing)
 
-    def goal_line(self, name: str, ours: Stats, peer: Stats, goal: float, per: int = 1) -> str:
-        """A goal line for a time ratio ours/peer (lower is better): medians and minima per item (`per` items a run),
-        both ratios, and the verdict, met only when both the median and the min-of-N ratio meet the goal."""
+    def goal_line(self, name: str, ours: Stats, peer: Stats, goal: float) -> str:
+        """A goal line for a time ratio ours/peer (lower is better): medians and minima, both ratios, and the
+        verdict, met only when both the median and the min-of-N ratio meet the goal."""
         med, low = ours.median / peer.median, ours.min / peer.min
         text = self.verdict(max(med, low), goal)
-        return (f"goal {name}: ours {ours.median / per * 1e3:.1f} ms (median), {ours.min / per * 1e3:.1f} ms (min of "
-                f"{len(ours.times)}); peer {peer.median / per * 1e3:.1f} / {peer.min / per * 1e3:.1f} ms; ratio median "
+        return (f"goal {name}: ours {ours.median * 1e3:.1f} ms (median), {ours.min * 1e3:.1f} ms (min of "
+                f"{len(ours.times)}); peer {peer.median * 1e3:.1f} / {peer.min * 1e3:.1f} ms; ratio median "
                 f"{med:.4f} (1/{1 / med:.1f}), min-of-N {low:.4f} (1/{1 / low:.1f}); goal <= {_fraction(goal)}: {text}")
 
 

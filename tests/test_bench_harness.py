@@ -31,15 +31,17 @@ def test_compare_alternates_ours_and_peer_repeat_by_repeat():
     assert len(stats["ours"].times) == len(stats["peer"].times) == 4
 
 
-def test_stats_report_min_and_median():
+def test_stats_report_min_and_median_per_run_and_per_item():
     s = bench.Stats([3.0, 1.0, 2.0, 10.0, 4.0])
     assert (s.min, s.median) == (1.0, 3.0)
+    assert (s.per_item(2).min, s.per_item(2).median) == (0.5, 1.5)
 
 
 def test_verdict_under_load_is_not_a_valid_reading():
     assert bench.verdict(0.01, 1 / 30, load=1.5, cores=2) == "NOT a valid reading"
     assert bench.verdict(0.5, 1 / 30, load=1.5, cores=2) == "NOT a valid reading"
     assert bench.verdict(0.9, 0.8, load=5.0, cores=8, higher_is_better=True) == "NOT a valid reading"
+    assert bench.verdict(0.2, 0.25, load=5.0, cores=2, timing=False) == "met"
 
 
 def test_verdict_on_a_quiet_machine_is_met_or_not_met():
