@@ -121,9 +121,9 @@ class Machine:
         self.out(f"load average at {when}: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f} (1, 5, 15 min; a reading is valid "
                  f"up to {LOAD_LIMIT * self.cores:.1f})")
 
-    def finish(self) -> None:
-        """Records and prints the load average at the end."""
-        self._record("end")
+    def finish(self, when: str = "end") -> None:
+        """Records and prints the load average at the end (or at the end of the part named by `when`)."""
+        self._record(when)
 
     @property
     def load(self) -> float:
