@@ -5,9 +5,9 @@ orders at ``sigma / sqrt(2)`` (``hessian_matrix(..., use_gaussian_derivatives=Tr
 ``mode``. Both calls are linear along each axis, so every Hessian element is ``A @ image @ B.T`` with exact ``n x n``
 matrices ``A`` and ``B`` (boundary handling included). These matrices are banded; they are stored as block-banded
 strips and applied as batched matrix products, one for the rows and one for the columns of each Hessian element.
-A scale can be evaluated on the coarse grid only (every other row and column, step 2): the row operators keep every
-other output row, the column operators every other output column, so the values there are exact at about a third of
-the work; the filters interpolate the response between them (:meth:`Hessians.upsample`).
+A scale can be evaluated on a coarse grid only (every `step`-th row and column, step 2 or 4): the row operators keep
+every step-th output row, the column operators every step-th output column, so the values there are exact at a
+fraction of the work; the filters interpolate the response between them (:meth:`Hessians.upsample`).
 The filters built on it are in :mod:`transforms.vesselness`.
 """
 
@@ -26,6 +26,7 @@ __all__ = ["Hessians", "filter_images", "hessian_2d", "prepare_images", "safe_sq
 
 _BAND_TOL = 1e-7
 _BLOCK = 32
+_SMALL_BLOCK_RADIUS = 12  # from this band radius on, row operators use half blocks (less work, same GEMM rate)
 
 
 @functools.lru_cache(maxsize=64)
@@ -109,28 +110,31 @@ def _col_pass(y: torch.Tensor, strip_t: torch.Tensor, radius: int, pad: int, ste
 
 class Hessians:
     """Hessian elements of a batch of images at several scales, in a blocked layout (n_col_blocks, H', B, block):
-    element [k, i, b, j] is pixel (i, k * block + j) of image b; rows >= H and columns >= W are zero. Scales in
-    ``coarse`` are evaluated at the pixels (2i, 2j) only, in the same layout over the coarse grid (ceil(H/2),
-    ceil(W/2)) with half the block (the blocks are even when there are coarse scales).
+    element [k, i, b, j] is pixel (i, k * block + j) of image b; rows >= H and columns >= W are zero. ``coarse``
+    maps scales to a step (2 or 4): those are evaluated at the pixels (step i, step j) only, in the same layout over
+    the coarse grid (ceil(H/step), ceil(W/step)) with the block divided by the step (blocks are multiples of the
+    largest step).
 
     With ``reuse=True`` (no autograd) all buffers are allocated once; each call overwrites the previous results.
     """
 
-    def __init__(self, shape, sigmas, mode: str, cval: float, device, dtype, reuse: bool, coarse=()):
+    def __init__(self, shape, sigmas, mode: str, cval: float, device, dtype, reuse: bool, coarse=None):
         batch, h, w = shape
         self.shape, self.mode, self.cval, self.reuse = shape, mode, float(cval), reuse
-        self.coarse = {float(s) for s in coarse}
-        unit = 2 if self.coarse else 1
+        self.coarse = {float(s): int(step) for s, step in (coarse or {}).items()}
+        unit = max(self.coarse.values(), default=1)
         r_block, c_block = (-(-min(n, _BLOCK) // unit) * unit for n in (h, w))
         self.rows_out, self.cols_out = -(-h // r_block) * r_block, -(-w // c_block) * c_block
         self.rows, self.cols = {}, {}
         for s in sigmas:
             step = self.step(s)
-            self.rows[s] = _axis_plan(h, s, mode, r_block // step, step, self.rows_out // r_block, device, dtype)
+            rb = r_block // 2 if step == 1 and r_block % 2 == 0 and _axis_radius(h, s, mode) >= _SMALL_BLOCK_RADIUS \
+                else r_block // step
+            self.rows[s] = _axis_plan(h, s, mode, rb, step, self.rows_out // (rb * step), device, dtype)
             self.cols[s] = _axis_plan(w, s, mode, c_block // step, step, self.cols_out // c_block, device, dtype)
         self.pad_r = max(p[0] for p in self.rows.values())
         self.pad_c = max(p[0] for p in self.cols.values())
-        self.blocks = {1: c_block, 2: c_block // 2}
+        self.blocks = {step: c_block // step for step in (1, *self.coarse.values())}
         self.xp = torch.zeros((self.rows_out + 2 * self.pad_r, batch, self.cols_out + 2 * self.pad_c), dtype=dtype,
                               device=device)
         if reuse:
@@ -142,8 +146,8 @@ class Hessians:
                                             dtype=dtype, device=device) for _ in range(3)]
 
     def step(self, sigma: float) -> int:
-        """2 for a scale evaluated on the coarse grid, else 1."""
-        return 2 if sigma in self.coarse else 1
+        """The grid step of a scale: 1, or 2 or 4 for a coarse one."""
+        return self.coarse.get(sigma, 1)
 
     def load(self, images: torch.Tensor) -> Hessians:
         """images: (B, H, W)."""
@@ -182,26 +186,24 @@ class Hessians:
         return out
 
     def unblock(self, t: torch.Tensor, step: int = 1) -> torch.Tensor:
-        """(n_col_blocks, H', B, block) -> (B, H, W) view (over the coarse grid with step 2)."""
+        """(n_col_blocks, H', B, block) -> (B, H, W) view (over the coarse grid of that step)."""
         batch, h, w = self.shape
         return t.permute(2, 1, 0, 3).reshape(batch, self.rows_out // step, -1)[:, : -(-h // step), : -(-w // step)]
 
-    def upsample(self, t: torch.Tensor) -> torch.Tensor:
-        """(n_col_blocks, H', B, block) over the coarse grid -> (B, H, W), bilinear between the coarse pixels."""
+    def upsample(self, t: torch.Tensor, step: int) -> torch.Tensor:
+        """(n_col_blocks, H', B, block) over the coarse grid of `step` -> (B, H, W), bilinear between its pixels."""
         _, h, w = self.shape
-        coarse = torch.nn.functional.pad(self.unblock(t, 2)[:, None], (0, 1, 0, 1), mode="replicate")
-        size = (2 * coarse.shape[2] - 1, 2 * coarse.shape[3] - 1)
+        coarse = torch.nn.functional.pad(self.unblock(t, step)[:, None], (0, 1, 0, 1), mode="replicate")
+        size = (step * (coarse.shape[2] - 1) + 1, step * (coarse.shape[3] - 1) + 1)
         return torch.nn.functional.interpolate(coarse, size=size, mode="bilinear", align_corners=True)[:, 0, :h, :w]
 
-    def combine(self, fine: torch.Tensor | None, coarse: torch.Tensor | None) -> torch.Tensor:
-        """(B, H, W) pixel-wise maximum of a fine-grid and an upsampled coarse-grid response (either may be None)."""
-        if coarse is None:
-            return self.unblock(fine)
-        up = self.upsample(coarse)
-        return up if fine is None else torch.maximum(self.unblock(fine), up)
+    def combine(self, responses: dict) -> torch.Tensor:
+        """{step: blocked response over that grid} -> (B, H, W) pixel-wise maximum (coarse grids upsampled)."""
+        maps = [self.unblock(t) if step == 1 else self.upsample(t, step) for step, t in sorted(responses.items())]
+        return maps[0] if len(maps) == 1 else functools.reduce(torch.maximum, maps)
 
     def scratch(self, name: str, step: int = 1) -> torch.Tensor:
-        """A reusable buffer shaped like one Hessian element (of the coarse grid with step 2)."""
+        """A reusable buffer shaped like one Hessian element (of the coarse grid of that step)."""
         if (name, step) not in self.buffers:
             self.buffers[name, step] = torch.empty_like(self.h[step][0])
         return self.buffers[name, step]
@@ -218,9 +220,9 @@ class Hessians:
 
 
 def filter_images(images: torch.Tensor, sigmas, mode: str, cval: float, chunk_size: int, response,
-                  coarse=()) -> torch.Tensor:
-    """Run ``response(hessians, grad) -> (B, H, W) map`` over chunks of (N, H, W) images; scales in ``coarse`` are
-    evaluated on the coarse grid."""
+                  coarse=None) -> torch.Tensor:
+    """Run ``response(hessians, grad) -> (B, H, W) map`` over chunks of (N, H, W) images; ``coarse`` maps scales to
+    the step of the grid they are evaluated on (2 or 4)."""
     out = torch.empty_like(images)
     grad = torch.is_grad_enabled() and images.requires_grad
     hess = None
