@@ -15,12 +15,15 @@ from __future__ import annotations
 
 import functools
 import math
+import threading
 from collections.abc import Iterable
 
 import numpy as np
 import torch
 from scipy import ndimage as ndi
 from skimage.feature import hessian_matrix
+
+from ._parallel import run_pieces
 
 __all__ = ["Hessians", "filter_images", "hessian_2d", "prepare_images", "safe_sqrt", "validate_sigmas"]
 
@@ -222,23 +225,26 @@ class Hessians:
 def filter_images(images: torch.Tensor, sigmas, mode: str, cval: float, chunk_size: int, response,
                   coarse=None) -> torch.Tensor:
     """Run ``response(hessians, grad) -> (B, H, W) map`` over chunks of (N, H, W) images; ``coarse`` maps scales to
-    the step of the grid they are evaluated on (2 or 4)."""
-    out = torch.empty_like(images)
+    the step of the grid they are evaluated on (2 or 4). Without autograd the chunks are spread over torch's threads
+    (:func:`transforms._parallel.run_pieces`), each worker reusing its own buffers."""
+    chunks = torch.split(images, chunk_size)
     grad = torch.is_grad_enabled() and images.requires_grad
-    hess = None
-    pieces = []
-    start = 0
-    for chunk in torch.split(images, chunk_size):
-        if hess is None or hess.shape != tuple(chunk.shape) or grad:
-            hess = Hessians(tuple(chunk.shape), sigmas, mode, cval, images.device, images.dtype, reuse=not grad,
-                            coarse=coarse)
-        result = response(hess.load(chunk), grad)
-        if grad:
-            pieces.append(result)
-        else:
-            out[start : start + chunk.shape[0]] = result
-        start += chunk.shape[0]
-    return torch.cat(pieces) if grad else out
+    if grad:
+        return torch.cat([response(Hessians(tuple(c.shape), sigmas, mode, cval, c.device, c.dtype, reuse=False,
+                                            coarse=coarse).load(c), True) for c in chunks])
+    out = torch.empty_like(images)
+    local = threading.local()
+
+    def run(i: int) -> None:
+        chunk = chunks[i]
+        hess = getattr(local, "hess", None)
+        if hess is None or hess.shape != tuple(chunk.shape):
+            hess = local.hess = Hessians(tuple(chunk.shape), sigmas, mode, cval, images.device, images.dtype,
+                                         reuse=True, coarse=coarse)
+        out[i * chunk_size : i * chunk_size + chunk.shape[0]] = response(hess.load(chunk), False)
+
+    run_pieces(run, len(chunks), images.device)
+    return out
 
 
 def _as_images(x) -> tuple[torch.Tensor, tuple[int, ...], torch.dtype]:
