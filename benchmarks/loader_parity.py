@@ -12,9 +12,9 @@ Modality LUT Sequence, big endian, implicit VR, no preamble, RGB, constant, spac
 PNG, multi-page TIFF, empty, text, truncated and byte-mutated copies. Their mtimes are set an hour back so that
 the cache of parsed cines is exercised as well.
 
-With --repeats N it then times both loaders side by side (interleaved, medians of N rounds, parse caches emptied
-before each round) on the 12 DCA files, the 96-frame cine in one call and the cine frame by frame, and prints the
-ratio new/old for each.
+With --repeats N it then times both loaders side by side (alternating run by run, medians and minima of N rounds,
+parse caches emptied before each run; the machine and its load average printed) on the 12 DCA files, the 96-frame
+cine in one call and the cine frame by frame, and prints the ratio new/old for each.
 
     python benchmarks/loader_parity.py [--ref COMMIT] [--mutations 100] [--repeats 0]
 """
@@ -26,7 +26,6 @@ import importlib
 import math
 import os
 import random
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -40,6 +39,8 @@ from PIL import Image
 from pydicom.dataset import Dataset
 from pydicom.pixels import pixel_array
 from pydicom.uid import ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian
+
+from _bench import Machine, interleave
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -223,24 +224,23 @@ def calls(io, check):
 
 
 def timings(old_io, new_io, repeats: int) -> None:
-    """Median seconds of the same loads through both loaders, interleaved round by round; prints new/old."""
+    """Median and min seconds of the same loads through both loaders, alternating run by run (the order flipped every
+    round, benchmarks/_bench.py; each loader's parse cache emptied before its run); prints new/old."""
     old_cache, new_cache = sys.modules["old_transforms._dicom"].clear_cache, new_io.files.clear_cache
     cases = {
         "12 DCA files": lambda io: [io.read_angiogram(p) for p in DCA],
         "cine, one call": lambda io: io.read_angiogram(CINE),
         "cine, frame by frame": lambda io: [io.read_angiogram(CINE, i) for i in range(96)],
     }
-    times = {(case, who): [] for case in cases for who in ("old", "new")}
-    for _ in range(repeats + 1):
-        for case, fn in cases.items():
-            for who, io, clear in (("old", old_io, old_cache), ("new", new_io, new_cache)):
-                clear()
-                start = time.perf_counter()
-                fn(io)
-                times[case, who].append(time.perf_counter() - start)
-    for case in cases:
-        old, new = (statistics.median(times[case, who][1:]) for who in ("old", "new"))
-        print(f"TIME {case}: old {old * 1e3:.1f} ms, new {new * 1e3:.1f} ms, new/old {new / old:.3f}")
+    machine = Machine()
+    for case, fn in cases.items():
+        runs = {"old": lambda fn=fn: (old_cache(), fn(old_io)), "new": lambda fn=fn: (new_cache(), fn(new_io))}
+        stats = interleave(runs, repeats)
+        old, new = stats["old"], stats["new"]
+        print(f"TIME {case}: old {old.median * 1e3:.1f} ms, new {new.median * 1e3:.1f} ms, new/old "
+              f"{new.median / old.median:.3f} (min of {repeats}: {old.min * 1e3:.1f} vs {new.min * 1e3:.1f} ms, "
+              f"{new.min / old.min:.3f})")
+    machine.finish()
 
 
 def main() -> None:
