@@ -1,4 +1,5 @@
-"""Decoding the frames of one checked file: native little-endian greyscale with numpy, everything else with pydicom.
+"""Decoding the frames of one checked file: native little-endian greyscale with numpy, 8-bit greyscale JPEG Baseline
+straight with Pillow, everything else with pydicom and the fastest installed plugin for its transfer syntax.
 
 Layer 3 of the read path. Also reads PNG/JPEG/TIFF/BMP/GIF pages with Pillow. Values are returned as stored (or
 through the Modality LUT Sequence); normalisation is the next layer's job.
@@ -8,17 +9,21 @@ from __future__ import annotations
 
 import importlib.util
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from io import BytesIO
 
 import numpy as np
+from pydicom.encaps import generate_frames, get_frame
 from pydicom.pixels import apply_modality_lut, get_decoder
 from pydicom.pixels.utils import as_pixel_options
-from pydicom.uid import UID, JPEGBaseline8Bit
+from pydicom.uid import UID, JPEGBaseline8Bit, JPEGLSLossless, JPEGLSNearLossless
 
 from ..errors import AngiogramReadError, first_line, quiet_pydicom
 from .header import TAGS, DicomImage
 
-PREFERRED_PLUGIN = {JPEGBaseline8Bit: "pillow"}
+# The fastest installed plugin per transfer syntax whose output equals pydicom's default order on the shared files
+# (`benchmarks/dicom_loading.py` prints the table it is chosen from); other syntaxes use pydicom's own order.
+FASTEST_PLUGIN = {JPEGBaseline8Bit: "pillow", JPEGLSLossless: "pyjpegls", JPEGLSNearLossless: "pyjpegls"}
 INSTALL_HINT = {
     "1.2.840.10008.1.2.4.51": "python-gdcm (pip install python-gdcm)",
     "1.2.840.10008.1.2.4.57": "pylibjpeg-libjpeg or python-gdcm",
@@ -34,19 +39,60 @@ PIXEL_DATA = TAGS["PixelData"]
 
 
 def decode_frames(path, image: DicomImage, indices: Sequence[int], plugin: str | None = None) -> list[np.ndarray]:
-    """Decodes frames `indices` of a checked file; returns one array per frame, (Rows, Columns) or (Rows, Columns, 3).
+    """The frames of `iter_frames` as a list: one array per frame, (Rows, Columns) or (Rows, Columns, 3)."""
+    return list(iter_frames(path, image, indices, plugin))
+
+
+def iter_frames(path, image: DicomImage, indices: Sequence[int], plugin: str | None = None) -> Iterator[np.ndarray]:
+    """Decodes frames `indices` of a checked file; yields one array per frame, (Rows, Columns) or (Rows, Columns, 3).
 
     Values are as stored, or the Modality LUT Sequence output when the file has one. All frames of a multi-frame
-    file are decoded in one pass; a single index decodes only that frame. `plugin=None` prefers Pillow for JPEG
-    Baseline (about 4x faster than pylibjpeg on 8-bit frames); "" means pydicom's plugin order. A frame that the
-    preferred plugin fails on is decoded again with pydicom's order.
+    file are decoded in one pass; a single index decodes only that frame. `plugin=None` tries FASTEST_PLUGIN's
+    entry for the transfer syntax first; "" means pydicom's plugin order. A frame that the first plugin fails on is
+    decoded again with pydicom's order. 8-bit greyscale JPEG Baseline frames that Pillow decodes are decoded one at
+    a time as they are asked for (so each is still in cache when normalised); everything else before the first.
     """
+    if _pillow_direct(image, plugin):
+        return _pillow_frames(path, image, indices, plugin)
     arrays = native_frames(image, indices)
     if arrays is None:
         arrays = _pydicom_frames(path, image, indices, plugin)
     if image.has_modality_lut:
         arrays = [apply_modality_lut(arr, image.ds) for arr in arrays]
-    return arrays
+    return iter(arrays)
+
+
+def _pillow_direct(image: DicomImage, plugin: str | None) -> bool:
+    """Whether Pillow alone decodes the frames: `image.jpeg8`, with Pillow the plugin asked for (or chosen by
+    FASTEST_PLUGIN) and installed."""
+    tsyntax = image.header.tsyntax
+    return (image.jpeg8 and (FASTEST_PLUGIN[tsyntax] if plugin is None else plugin) == "pillow"
+            and "pillow" in get_decoder(tsyntax).available_plugins)
+
+
+def _pillow_frames(path, image: DicomImage, indices: Sequence[int], plugin: str | None) -> Iterator[np.ndarray]:
+    """iter_frames for `_pillow_direct` files: each frame opened with Pillow as pydicom's Pillow plugin opens it.
+
+    A frame that Pillow cannot decode, or decodes to another mode or size, goes through `_pydicom_frames`, which
+    gives today's values or reason for it.
+    """
+    from PIL import Image
+
+    data, (rows, cols, *_, frames, _) = image.ds[PIXEL_DATA].value, image.header
+    whole = frames > 1 and len(indices) == frames and list(indices) == list(range(frames))
+    encoded = generate_frames(data, number_of_frames=frames) if whole else None
+    for index in indices:
+        arr = None
+        with warnings.catch_warnings(), quiet_pydicom():
+            warnings.simplefilter("ignore")
+            try:
+                src = next(encoded) if whole else get_frame(data, index, number_of_frames=frames)
+                with Image.open(BytesIO(src), formats=("JPEG",)) as img:
+                    if img.mode == "L" and img.size == (cols, rows):
+                        arr = np.asarray(img)
+            except Exception:
+                pass
+        yield _pydicom_frames(path, image, [index], plugin)[0] if arr is None else arr
 
 
 def native_frames(image: DicomImage, indices: Sequence[int]) -> list[np.ndarray] | None:
@@ -75,7 +121,7 @@ def _decoder(path, tsyntax: UID, plugin: str | None):
         hint = INSTALL_HINT.get(str(tsyntax), ", ".join(decoder.missing_dependencies) or "a decoder plugin")
         reason = f"cannot decode {tsyntax.name} ({tsyntax}): no decoder plugin installed; install {hint}"
         raise AngiogramReadError(path, reason)
-    first = PREFERRED_PLUGIN.get(tsyntax, "") if plugin is None else plugin
+    first = FASTEST_PLUGIN.get(tsyntax, "") if plugin is None else plugin
     return decoder, (first if first in decoder.available_plugins else "")
 
 
