@@ -1,5 +1,5 @@
-"""Decoding the frames of one checked file: native little-endian greyscale with numpy, 8-bit greyscale JPEG Baseline
-straight with Pillow, everything else with pydicom and the fastest installed plugin for its transfer syntax.
+"""Decoding the frames of one checked file: native little-endian greyscale with numpy, single 8-bit greyscale JPEG
+Baseline frames straight with Pillow, everything else with pydicom and the fastest installed plugin for its syntax.
 
 Layer 3 of the read path. Also reads PNG/JPEG/TIFF/BMP/GIF pages with Pillow. Values are returned as stored (or
 through the Modality LUT Sequence); normalisation is the next layer's job.
@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import importlib.util
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from io import BytesIO
 
 import numpy as np
-from pydicom.encaps import generate_frames, get_frame
+from pydicom.encaps import get_frame
 from pydicom.pixels import apply_modality_lut, get_decoder
 from pydicom.pixels.utils import as_pixel_options
 from pydicom.uid import UID, JPEGBaseline8Bit, JPEGLSLossless, JPEGLSNearLossless
@@ -39,27 +39,23 @@ PIXEL_DATA = TAGS["PixelData"]
 
 
 def decode_frames(path, image: DicomImage, indices: Sequence[int], plugin: str | None = None) -> list[np.ndarray]:
-    """The frames of `iter_frames` as a list: one array per frame, (Rows, Columns) or (Rows, Columns, 3)."""
-    return list(iter_frames(path, image, indices, plugin))
-
-
-def iter_frames(path, image: DicomImage, indices: Sequence[int], plugin: str | None = None) -> Iterator[np.ndarray]:
-    """Decodes frames `indices` of a checked file; yields one array per frame, (Rows, Columns) or (Rows, Columns, 3).
+    """Decodes frames `indices` of a checked file; returns one array per frame, (Rows, Columns) or (Rows, Columns, 3).
 
     Values are as stored, or the Modality LUT Sequence output when the file has one. All frames of a multi-frame
     file are decoded in one pass; a single index decodes only that frame. `plugin=None` tries FASTEST_PLUGIN's
     entry for the transfer syntax first; "" means pydicom's plugin order. A frame that the first plugin fails on is
-    decoded again with pydicom's order. 8-bit greyscale JPEG Baseline frames that Pillow decodes are decoded one at
-    a time as they are asked for (so each is still in cache when normalised); everything else before the first.
+    decoded again with pydicom's order. A single frame of 8-bit greyscale JPEG Baseline is opened with Pillow
+    straight, as pydicom's Pillow plugin opens it, without pydicom's per-call set-up (a cine read frame by frame
+    takes 11-16% less CPU time; for a whole cine in one call pydicom's own loop was as fast or faster).
     """
-    if _pillow_direct(image, plugin):
-        return _pillow_frames(path, image, indices, plugin)
     arrays = native_frames(image, indices)
+    if arrays is None and len(indices) == 1 and _pillow_direct(image, plugin):
+        arrays = [_pillow_frame(path, image, indices[0], plugin)]
     if arrays is None:
         arrays = _pydicom_frames(path, image, indices, plugin)
     if image.has_modality_lut:
         arrays = [apply_modality_lut(arr, image.ds) for arr in arrays]
-    return iter(arrays)
+    return arrays
 
 
 def _pillow_direct(image: DicomImage, plugin: str | None) -> bool:
@@ -70,29 +66,23 @@ def _pillow_direct(image: DicomImage, plugin: str | None) -> bool:
             and "pillow" in get_decoder(tsyntax).available_plugins)
 
 
-def _pillow_frames(path, image: DicomImage, indices: Sequence[int], plugin: str | None) -> Iterator[np.ndarray]:
-    """iter_frames for `_pillow_direct` files: each frame opened with Pillow as pydicom's Pillow plugin opens it.
-
-    A frame that Pillow cannot decode, or decodes to another mode or size, goes through `_pydicom_frames`, which
-    gives today's values or reason for it.
-    """
+def _pillow_frame(path, image: DicomImage, index: int, plugin: str | None) -> np.ndarray:
+    """Frame `index` of a `_pillow_direct` file (Rows, Columns) uint8, opened with Pillow as pydicom's Pillow plugin
+    opens it. A frame that Pillow cannot decode, or decodes to another mode or size, goes through `_pydicom_frames`,
+    which gives pydicom's values or today's reason for it."""
     from PIL import Image
 
-    data, (rows, cols, *_, frames, _) = image.ds[PIXEL_DATA].value, image.header
-    whole = frames > 1 and len(indices) == frames and list(indices) == list(range(frames))
-    encoded = generate_frames(data, number_of_frames=frames) if whole else None
-    for index in indices:
-        arr = None
-        with warnings.catch_warnings(), quiet_pydicom():
-            warnings.simplefilter("ignore")
-            try:
-                src = next(encoded) if whole else get_frame(data, index, number_of_frames=frames)
-                with Image.open(BytesIO(src), formats=("JPEG",)) as img:
-                    if img.mode == "L" and img.size == (cols, rows):
-                        arr = np.asarray(img)
-            except Exception:
-                pass
-        yield _pydicom_frames(path, image, [index], plugin)[0] if arr is None else arr
+    rows, cols, *_, frames, _ = image.header
+    with warnings.catch_warnings(), quiet_pydicom():
+        warnings.simplefilter("ignore")
+        try:
+            src = get_frame(image.ds[PIXEL_DATA].value, index, number_of_frames=frames)
+            with Image.open(BytesIO(src), formats=("JPEG",)) as img:
+                if img.mode == "L" and img.size == (cols, rows):
+                    return np.asarray(img)
+        except Exception:
+            pass
+    return _pydicom_frames(path, image, [index], plugin)[0]
 
 
 def native_frames(image: DicomImage, indices: Sequence[int]) -> list[np.ndarray] | None:

@@ -5,7 +5,7 @@ Layer 4 of the read path, the last one: it calls nothing of the package.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -15,22 +15,14 @@ LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
 
 
 def normalise_frames(
-    path, arrays: Iterable[np.ndarray], invert: bool, indices: Sequence, out: np.ndarray
+    path, arrays: Sequence[np.ndarray], invert: bool, indices: Sequence, out: np.ndarray
 ) -> np.ndarray:
     """Normalises decoded frames (R, C[, 3]) each into its slice of `out` (N, C, R); see `normalise`.
 
-    `arrays` may decode lazily: each frame is normalised as it comes. A constant frame is reported only after the
-    remaining frames decoded, so that a decoding error of any frame is reported first, as when all are decoded
-    before any is normalised. `indices` name the frames in error reasons (None entries for a single-frame file).
+    `indices` name the frames in error reasons (None entries for a single-frame file).
     """
-    arrays = iter(arrays)
     for k, (index, arr) in enumerate(zip(indices, arrays)):
-        try:
-            normalise(path, arr, invert, index, out=out[k])
-        except AngiogramReadError:
-            for _ in zip(indices[k + 1:], arrays):
-                pass
-            raise
+        normalise(path, arr, invert, index, out=out[k])
     return out
 
 

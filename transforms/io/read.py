@@ -39,7 +39,7 @@ def read_angiogram(path, frame=None, decoding_plugin: str | None = None) -> tupl
         frames = image.header.frames
         indices = range(frames) if frame is None else [_check_frame_index(path, frame, frames)]
         out = np.empty((len(indices), image.header.columns, image.header.rows), dtype=np.float32)
-        arrays = decode.iter_frames(path, image, indices, decoding_plugin)
+        arrays = decode.decode_frames(path, image, indices, decoding_plugin)
         normalise.normalise_frames(path, arrays, image.invert, [i if frames > 1 else None for i in indices], out)
         index = -1 if frame is None and frames > 1 else indices[0]
         return out, {"filename_or_obj": str(path), "frame_index": index, **image.info}
@@ -85,5 +85,5 @@ def frame_means(path, decoding_plugin: str | None = None) -> np.ndarray:
             n = files.image_pages(path)
             return np.array([decode.read_image_file(path, i if n > 1 else None)[0].mean() for i in range(n)])
         image = files.open_dicom(path)
-        arrays = decode.iter_frames(path, image, range(image.header.frames), decoding_plugin)
+        arrays = decode.decode_frames(path, image, range(image.header.frames), decoding_plugin)
         return np.array([normalise.frame_mean(arr, image.invert) for arr in arrays], dtype=np.float64)
