@@ -1,8 +1,8 @@
 """Loader parity: today's `transforms.io` against the loader of an earlier commit, on the same inputs and calls.
 
-The earlier loader (transforms/io.py, _dicom.py, errors.py, dataset_check.py at `--ref`, by default the last
-commit before the `transforms/io/` package) is copied from git into a temporary package and imported next to the
-current one. Every input then goes through the same calls, in the same order, in both:
+The earlier loader (the `transforms` package at `--ref`, by default the last commit before the `transforms/io/`
+package; `--ref HEAD` compares uncommitted changes with the last commit) is copied from git into a temporary package
+and imported next to the current one. Every input then goes through the same calls, in the same order, in both:
     read_angiogram(p), read_angiogram(p, 0), read_angiogram(p, 2), LoadAngiogram()(p, 0) (meta and affine too),
     list_angiogram_frames(p, "max_contrast", strict=True) (count_frames + frame_means), check_angiogram_file(p),
 and the arrays (dtype, shape, values), meta dicts and error types/reasons must be identical.
@@ -28,9 +28,11 @@ import os
 import random
 import subprocess
 import sys
+import tarfile
 import tempfile
 import time
 from functools import partial
+from io import BytesIO
 from pathlib import Path
 
 import numpy as np
@@ -48,19 +50,17 @@ SAMPLE = REPO / "sample_data"
 SHARED = REPO.parent / "shared" / "data"
 CINE = SAMPLE / "xa_cine" / "XA_coronary_cine_96frames_jpeg_baseline.dcm"
 DCA = sorted((SAMPLE / "dca" / "images").glob("*.dcm"))
-OLD_FILES = ("io.py", "_dicom.py", "errors.py", "dataset_check.py")
 DEFAULT_REF = "8c5949b"
 
 
 def old_package(ref: str, where: Path):
-    """Imports transforms/{io,_dicom,errors,dataset_check}.py of commit `ref` as the package `old_transforms`."""
-    pkg = where / "old_transforms"
-    pkg.mkdir()
-    (pkg / "__init__.py").write_text("")
-    for name in OLD_FILES:
-        text = subprocess.run(["git", "-C", str(REPO), "show", f"{ref}:transforms/{name}"], check=True,
-                              capture_output=True, text=True).stdout
-        (pkg / name).write_text(text)
+    """Imports the `transforms` package of commit `ref` as the package `old_transforms` (its modules import each
+    other relatively, so the whole package is copied: a single-module io.py or the transforms/io/ package)."""
+    archive = subprocess.run(["git", "-C", str(REPO), "archive", ref, "transforms"], check=True,
+                             capture_output=True).stdout
+    with tarfile.open(fileobj=BytesIO(archive)) as tar:
+        tar.extractall(where, filter="data")
+    (where / "transforms").rename(where / "old_transforms")
     sys.path.insert(0, str(where))
     return importlib.import_module("old_transforms.io"), importlib.import_module("old_transforms.dataset_check")
 
@@ -226,7 +226,8 @@ def calls(io, check):
 def timings(old_io, new_io, repeats: int) -> None:
     """Median and min seconds of the same loads through both loaders, alternating run by run (the order flipped every
     round, benchmarks/_bench.py; each loader's parse cache emptied before its run); prints new/old."""
-    old_cache, new_cache = sys.modules["old_transforms._dicom"].clear_cache, new_io.files.clear_cache
+    old_files = getattr(old_io, "files", None) or sys.modules["old_transforms._dicom"]
+    old_cache, new_cache = old_files.clear_cache, new_io.files.clear_cache
     cases = {
         "12 DCA files": lambda io: [io.read_angiogram(p) for p in DCA],
         "cine, one call": lambda io: io.read_angiogram(CINE),

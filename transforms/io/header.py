@@ -15,7 +15,7 @@ from pydicom.datadict import tag_for_keyword
 from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
 from pydicom.encaps import parse_basic_offsets, parse_fragments
-from pydicom.uid import UID, ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian
+from pydicom.uid import UID, ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian, JPEGBaseline8Bit
 
 from ..errors import AngiogramReadError, first_line
 
@@ -65,7 +65,8 @@ class DicomImage(NamedTuple):
     """A parsed DICOM file whose header and pixel data passed the checks, with the values read once from it.
 
     `native` is (dtype, shift) when the pixel data are little-endian native greyscale that numpy reads directly
-    (values are `(stored << shift) >> shift`), else None: pydicom's decoder is used.
+    (values are `(stored << shift) >> shift`), else None: pydicom's decoder is used. `jpeg8` is True for 8-bit
+    greyscale JPEG Baseline that Pillow alone decodes to pydicom's values (see `is_jpeg8`).
     """
 
     ds: Dataset
@@ -74,6 +75,7 @@ class DicomImage(NamedTuple):
     has_modality_lut: bool
     info: dict
     native: tuple[np.dtype, int] | None
+    jpeg8: bool = False
 
 
 def inspect_dataset(path, ds: Dataset) -> DicomImage:
@@ -86,7 +88,8 @@ def inspect_dataset(path, ds: Dataset) -> DicomImage:
     check_pixel_data(path, ds, header)
     invert = lut_inverts(ds, header.photometric)
     info = describe(ds, header)
-    return DicomImage(ds, header, invert, TAGS["ModalityLUTSequence"] in ds, info, native_layout(ds, header))
+    lut = TAGS["ModalityLUTSequence"] in ds
+    return DicomImage(ds, header, invert, lut, info, native_layout(ds, header), not lut and is_jpeg8(ds, header))
 
 
 def check_header(path, ds: Dataset) -> Header:
@@ -224,6 +227,15 @@ def native_layout(ds: Dataset, header: Header) -> tuple[np.dtype, int] | None:
     if signed not in (0, 1) or not 0 < stored <= bits:
         return None
     return np.dtype(f"<{'i' if signed else 'u'}{bits // 8}"), bits - stored
+
+
+def is_jpeg8(ds: Dataset, header: Header) -> bool:
+    """True for 8-bit unsigned greyscale JPEG Baseline pixel data that pydicom would pass to Pillow unchanged:
+    BitsStored 8, PixelRepresentation 0, Rows and Columns below 65536 and no Extended Offset Table."""
+    rows, cols, spp, bits, _, _, tsyntax = header
+    return (tsyntax == JPEGBaseline8Bit and spp == 1 and bits == 8 and rows < 1 << 16 and cols < 1 << 16
+            and TAGS["ExtendedOffsetTable"] not in ds and element_value(ds, "BitsStored") == 8
+            and element_value(ds, "PixelRepresentation") == 0)
 
 
 def describe(ds: Dataset, header: Header) -> dict:

@@ -42,7 +42,8 @@ class LoadAngiogram(Transform):
     The reading rules (MONOCHROME1, Modality LUT, colour, normalisation) are in `transforms.io.read`.
 
     Args:
-        decoding_plugin: pydicom decoding plugin to try first; None prefers Pillow for JPEG Baseline, "" uses
+        decoding_plugin: pydicom decoding plugin to try first; None takes `transforms.io.decode.FASTEST_PLUGIN`'s
+            entry for the transfer syntax (Pillow for JPEG Baseline, pyjpegls for JPEG-LS when installed), "" uses
             pydicom's own order.
     """
 
