@@ -14,6 +14,7 @@ Goal: ratio <= 1.15x. Summary printed last.
 """
 
 import argparse
+import json
 import os
 import statistics
 import sys
@@ -124,14 +125,21 @@ def main():
     ap.add_argument("--repeats", type=int, default=15, help="repeats of the CPU-preset case (its steps are short)")
     ap.add_argument("--repeats-base", type=int, default=2, help="repeats of the ViT-B/16 case (keeps the run < 2 min)")
     ap.add_argument("--batch-base", type=int, default=4)
+    ap.add_argument("--preset-channels", type=json.loads, action="append", metavar="JSON",
+                    help="S channels for the CPU-preset case instead of the bundle's (repeatable, e.g. "
+                         "'[4, 8, 16, 32]'); each is run as its own case, and the ViT-B/16 case is skipped")
     add_threads_option(ap)
     args = ap.parse_args()
     apply_threads(args)
     machine = Machine()
     results = []
-    for name, files, batch_override, repeats in (("cpu-preset", [*CONFIGS, "preset_cpu.json"], None, args.repeats),
-                                                 ("vit-b16@224", CONFIGS, args.batch_base, args.repeats_base)):
-        sizes, batch, seg, parser = bundle_parts(files)
+    cases = [("cpu-preset", [*CONFIGS, "preset_cpu.json"], None, args.repeats, {}),
+             ("vit-b16@224", CONFIGS, args.batch_base, args.repeats_base, {})]
+    if args.preset_channels:
+        cases = [(f"cpu-preset S{ch}", cases[0][1], None, args.repeats, {"segmentor_channels": ch})
+                 for ch in args.preset_channels]
+    for name, files, batch_override, repeats, overrides in cases:
+        sizes, batch, seg, parser = bundle_parts(files, **overrides)
         print(f"  (S = {type(seg).__name__} channels {parser['segmentor_channels']} for {name})")
         ratio, low, share = run_case(name, sizes, batch_override or batch, seg, repeats, parser["mask_ratio"],
                                      parser["guidance"] if parser["guided"] else "mask", machine)
