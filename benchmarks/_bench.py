@@ -138,15 +138,13 @@ class Machine:
         """`verdict` with this machine's load and cores (call `finish()` first, so the end load counts)."""
         return verdict(ratio, goal, self.load, self.cores, higher_is_better, timing)
 
-    def goal_line(self, name: str, ours: Stats, peer: Stats, goal: float, per: int = 1) -> str:
-        """A goal line for a time ratio ours/peer (lower is better): medians and minima (in ms per item when each
-        run handles ``per`` items), both ratios, and the verdict, met only when both the median and the min-of-N
-        ratio meet the goal."""
+    def goal_line(self, name: str, ours: Stats, peer: Stats, goal: float) -> str:
+        """A goal line for a time ratio ours/peer (lower is better): medians and minima, both ratios, and the
+        verdict, met only when both the median and the min-of-N ratio meet the goal."""
         med, low = ours.median / peer.median, ours.min / peer.min
         text = self.verdict(max(med, low), goal)
-        unit, k = ("ms", 1e3) if per == 1 else ("ms/item", 1e3 / per)
-        return (f"goal {name}: ours {ours.median * k:.2f} {unit} (median), {ours.min * k:.2f} {unit} (min of "
-                f"{len(ours.times)}); peer {peer.median * k:.2f} / {peer.min * k:.2f} {unit}; ratio median "
+        return (f"goal {name}: ours {ours.median * 1e3:.2f} ms (median), {ours.min * 1e3:.2f} ms (min of "
+                f"{len(ours.times)}); peer {peer.median * 1e3:.2f} / {peer.min * 1e3:.2f} ms; ratio median "
                 f"{med:.4f} ({_fraction(med)}), min-of-N {low:.4f} ({_fraction(low)}); "
                 f"goal <= {_fraction(goal)}: {text}")
 

@@ -58,10 +58,9 @@ PRETRAIN_ARMS = {
                 "pseudo_mask_fov_threshold": None},
     "vasomim_fov": {"guided": True, "guidance": "mixed", "beta_0": 0.0, "beta_E": 0.5, "use_cons": True,
                     "pseudo_mask_fov_threshold": 0.1},
-    "mae_p8": {"guided": False, "use_cons": False, "patch_size": 8},
-    "vasomim_p8": {"guided": True, "guidance": "mixed", "beta_0": 0.0, "beta_E": 0.5, "use_cons": True,
-                   "pseudo_mask_fov_threshold": 0.1, "patch_size": 8},
 }
+PRETRAIN_ARMS |= {f"{name}_p8": {**PRETRAIN_ARMS[source], "patch_size": 8}
+                  for name, source in (("mae", "mae"), ("vasomim", "vasomim_fov"))}
 BASE_ARMS = ["unet", "scratch", "mae", "vasomim", "vasomim_fov", "mae_p8", "vasomim_p8", "vasomim_unetr",
              "probe_random", "probe_mae", "probe_vasomim", "probe_vasomim_fov", "probe_mae_p8", "probe_vasomim_p8"]
 ARMS = BASE_ARMS + [f"{a}_cl" for a in ("unet", "scratch", "vasomim_p8")]

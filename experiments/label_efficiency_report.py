@@ -24,6 +24,10 @@ NAMES = {"unet": "BasicUNet scratch", "scratch": "adapter scratch (patch 8)", "m
 CURVE_ARMS = ("unet", "scratch", "mae", "vasomim", "vasomim_fov", "mae_p8", "vasomim_p8")
 
 
+def _empty_row() -> dict:
+    return {"seeds": [], "dice": [], "cldice": [], "cpu_s": []}
+
+
 def collect(runs: Path, split: str) -> dict[tuple[str, int], dict]:
     """{(arm, n): {"seeds": [...], "dice": [...], "cldice": [...], "cpu_s": [...]}} over the finished evaluations on
     ``split`` ("val" or "test"); dice and cldice are means over images, per seed."""
@@ -32,7 +36,7 @@ def collect(runs: Path, split: str) -> dict[tuple[str, int], dict]:
         seed_dir = done.parents[1]
         arm, n, seed = seed_dir.parents[1].name, int(seed_dir.parent.name[1:]), int(seed_dir.name[4:])
         m = per_image(done.parent / "eval")
-        row = rows.setdefault((arm, n), {"seeds": [], "dice": [], "cldice": [], "cpu_s": []})
+        row = rows.setdefault((arm, n), _empty_row())
         row["seeds"].append(seed)
         row["dice"].append(sum(m["dice"]) / len(m["dice"]))
         row["cldice"].append(sum(m["cldice"]) / len(m["cldice"]))
@@ -48,7 +52,7 @@ def merge_ledger(rows: dict, ledger: Path) -> dict:
         return rows
     with open(ledger, newline="") as f:
         for r in csv.DictReader(f):
-            row = rows.setdefault((r["arm"], int(r["n_labels"])), {"seeds": [], "dice": [], "cldice": [], "cpu_s": []})
+            row = rows.setdefault((r["arm"], int(r["n_labels"])), _empty_row())
             if int(r["seed"]) not in row["seeds"]:
                 row["seeds"].append(int(r["seed"]))
                 row["dice"].append(float(r["dsc"]) / 100)
@@ -173,7 +177,7 @@ def write_report(runs: Path, results: Path, figures: Path, s: dict, test: bool =
             continue
         labels = sorted({n for _, n in rows})
         where = "the 8 validation images" if split == "val" else "the test folder (--test-dir)"
-        fine_tuned = list(CURVE_ARMS) + ["vasomim_unetr", "unet_cl", "scratch_cl", "vasomim_p8_cl"]
+        fine_tuned = [*CURVE_ARMS, *(a for a in NAMES if a not in CURVE_ARMS and not a.startswith("probe_"))]
         md += table(rows, fine_tuned, labels, f"Fine-tuned, on {where}: {caption}.") + [""]
         md += table(rows, [a for a in NAMES if a.startswith("probe_")], labels,
                     f"Frozen-encoder probe (only the adapter trained), on {where}.") + [""]
