@@ -12,6 +12,7 @@ fixed iteration budget whatever the label count. Arms:
   ``vasomim_fov`` with the field-of-view step (the bundle default since);
 * ``mae_p8``, ``vasomim_p8``: the same pretrainings at patch 8, the fine-tuning patch, so that no kernel is resized
   and the pretraining sees a 16×16 token grid at 128² (the authors' 224² at patch 16 gives 14×14);
+* ``mae_p8_e100``, ``vasomim_p8_e100``: the same, pretrained 100 epochs (10 of warm-up) instead of 30 (3);
 * ``unet_cl``, ``scratch_cl``, ``vasomim_p8_cl``: these arms fine-tuned with Dice + BCE + 0.5 soft clDice
   (``--use_cldice_loss true``) instead of Dice + BCE;
 * ``vasomim_unetr``: VasoMIM fine-tuned through ``VesselUNETR`` (``unetr.json``, patch 16), to isolate the protocol;
@@ -61,8 +62,11 @@ PRETRAIN_ARMS = {
 }
 PRETRAIN_ARMS |= {f"{name}_p8": {**PRETRAIN_ARMS[source], "patch_size": 8}
                   for name, source in (("mae", "mae"), ("vasomim", "vasomim_fov"))}
-BASE_ARMS = ["unet", "scratch", "mae", "vasomim", "vasomim_fov", "mae_p8", "vasomim_p8", "vasomim_unetr",
-             "probe_random", "probe_mae", "probe_vasomim", "probe_vasomim_fov", "probe_mae_p8", "probe_vasomim_p8"]
+PRETRAIN_ARMS |= {f"{name}_e100": {**PRETRAIN_ARMS[name], "max_epochs": 100, "warmup_epochs": 10}
+                  for name in ("mae_p8", "vasomim_p8")}
+BASE_ARMS = ["unet", "scratch", "mae", "vasomim", "vasomim_fov", "mae_p8", "vasomim_p8", "mae_p8_e100",
+             "vasomim_p8_e100", "vasomim_unetr", "probe_random", "probe_mae", "probe_vasomim", "probe_vasomim_fov",
+             "probe_mae_p8", "probe_vasomim_p8", "probe_mae_p8_e100", "probe_vasomim_p8_e100"]
 ARMS = BASE_ARMS + [f"{a}_cl" for a in ("unet", "scratch", "vasomim_p8")]
 PROTOCOL_LABELS = (8, 32)
 """Label counts of the arms that are not label-efficiency curves (VesselUNETR and the frozen probes)."""

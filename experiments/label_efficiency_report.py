@@ -19,9 +19,14 @@ NAMES = {"unet": "BasicUNet scratch", "scratch": "adapter scratch (patch 8)", "m
          "vasomim_p8": "VasoMIM pretrained at patch 8 (field of view) → adapter (patch 8)",
          "probe_mae_p8": "frozen MAE (patch 8) encoder + adapter",
          "probe_vasomim_p8": "frozen VasoMIM (patch 8) encoder + adapter",
+         "mae_p8_e100": "MAE pretrained at patch 8, 100 epochs → adapter (patch 8)",
+         "vasomim_p8_e100": "VasoMIM pretrained at patch 8, 100 epochs → adapter (patch 8)",
+         "probe_mae_p8_e100": "frozen MAE (patch 8, 100 epochs) encoder + adapter",
+         "probe_vasomim_p8_e100": "frozen VasoMIM (patch 8, 100 epochs) encoder + adapter",
          "unet_cl": "BasicUNet scratch, + clDice loss", "scratch_cl": "adapter scratch (patch 8), + clDice loss",
          "vasomim_p8_cl": "VasoMIM pretrained at patch 8 → adapter (patch 8), + clDice loss"}
-CURVE_ARMS = ("unet", "scratch", "mae", "vasomim", "vasomim_fov", "mae_p8", "vasomim_p8")
+CURVE_ARMS = ("unet", "scratch", "mae", "vasomim", "vasomim_fov", "mae_p8", "vasomim_p8", "mae_p8_e100",
+              "vasomim_p8_e100")
 
 
 def _empty_row() -> dict:

@@ -1,4 +1,5 @@
-"""Frangi / Sato vesselness: parity with skimage on a real angiogram, batching, autograd, MONAI transforms."""
+"""Frangi / Sato vesselness: parity with skimage on a real angiogram (every scale exact, ``coarse_from=None``; the
+coarse default is tested in test_vesselness_coarse.py), batching, autograd, MONAI transforms."""
 
 from pathlib import Path
 
@@ -45,13 +46,13 @@ def _assert_parity(ref: np.ndarray, ours: torch.Tensor):
 def test_frangi_matches_skimage_full_size(angiogram):
     ref = filters.frangi(angiogram, sigmas=range(1, 6))
     assert ref.max() > 0.5
-    _assert_parity(ref, frangi(torch.from_numpy(angiogram), sigmas=range(1, 6)))
+    _assert_parity(ref, frangi(torch.from_numpy(angiogram), sigmas=range(1, 6), coarse_from=None))
 
 
 @pytest.mark.parametrize("black_ridges", [True, False])
 def test_frangi_matches_skimage_default_sigmas(small, black_ridges):
     ref = filters.frangi(small, black_ridges=black_ridges)
-    _assert_parity(ref, frangi(torch.from_numpy(small), black_ridges=black_ridges))
+    _assert_parity(ref, frangi(torch.from_numpy(small), black_ridges=black_ridges, coarse_from=None))
 
 
 @pytest.mark.parametrize("black_ridges", [True, False])
@@ -62,13 +63,13 @@ def test_sato_matches_skimage(small, black_ridges):
 
 def test_frangi_explicit_gamma_and_beta(small):
     ref = filters.frangi(small, sigmas=(1.5, 3), beta=0.8, gamma=0.02)
-    _assert_parity(ref, frangi(torch.from_numpy(small), sigmas=(1.5, 3), beta=0.8, gamma=0.02))
+    _assert_parity(ref, frangi(torch.from_numpy(small), sigmas=(1.5, 3), beta=0.8, gamma=0.02, coarse_from=None))
 
 
 @pytest.mark.parametrize("mode,cval", [("constant", 0.3), ("nearest", 0.0), ("mirror", 0.0), ("wrap", 0.0)])
 def test_boundary_modes_match_skimage(small, mode, cval):
     ref = filters.frangi(small, sigmas=(1, 3), mode=mode, cval=cval)
-    _assert_parity(ref, frangi(torch.from_numpy(small), sigmas=(1, 3), mode=mode, cval=cval))
+    _assert_parity(ref, frangi(torch.from_numpy(small), sigmas=(1, 3), mode=mode, cval=cval, coarse_from=None))
 
 
 @pytest.mark.parametrize("sigma", [1.0, 2.5])
@@ -116,7 +117,7 @@ def test_grad_path_matches_inference_path(small):
 
 def test_dictionary_transform_keeps_shape_meta_and_orientation(small):
     image = MetaTensor(torch.from_numpy(small.T.copy())[None], meta={"filename_or_obj": str(SAMPLE), "frame_index": 0})
-    data = FrangiVesselnessd(keys="image", sigmas=range(1, 4))({"image": image, "other": 1})
+    data = FrangiVesselnessd(keys="image", sigmas=range(1, 4), coarse_from=None)({"image": image, "other": 1})
     out = data["vesselness"]
     assert isinstance(out, MetaTensor) and out.dtype == torch.float32 and out.shape == image.shape
     assert out.meta["filename_or_obj"] == str(SAMPLE) and data["image"] is image and data["other"] == 1
