@@ -10,8 +10,10 @@ For each N (a synthetic JPEG archive written by benchmarks/synthetic_archive.py,
     datalist check: today's, ours first run, ours rerun (each in a fresh process);
     2 gloo ranks: cache build time, time to the first batch (datalist + cache + first augmented, masked batch of 16;
         no model step), peak RSS per rank after reading the rank's share of every frame, pipeline images/s per worker
-        at 224 (augmentation + guided masking, 20 batches of 16, DataLoader num_workers 0; ours and today's run at
-        different moments, so under load this one is noisy: the interleaved single-process figure is the ratio).
+        at 224 (augmentation + guided masking with the bundle's default guidance, "mixed" = 0.5 m + 0.5 sigma(S(I)),
+        S at initialisation so that it is not trained first; 20 batches of 16, DataLoader num_workers 0; ours and
+        today's run at different moments, so under load this one is noisy: the interleaved single-process figure is
+        the ratio).
 Today's 2-rank path holds every frame in every rank; it is run only for N <= --today-max (RAM); above that its RSS is
 projected from its measured KiB per frame. Bytes per cached frame in RAM mode at 256 are measured once, over the
 embedded frames (96 cine + 33 DCA), each store in a fresh process (RSS growth over the build / frames).
@@ -61,9 +63,21 @@ def parsed(ids, **overrides):
         sys.path.insert(0, str(BUNDLE))  # the bundle's `scripts` package
     parser = ConfigParser()
     parser.read_config([str(c) for c in CONFIGS])
-    parser.update({"working_size": WORKING, "img_size": IMG, "progress_bar": False,
-                   "output_dir": tempfile.mkdtemp(prefix="archive_scale_run_"), **overrides})
+    out = tempfile.mkdtemp(prefix="archive_scale_run_")
+    parser.update({"working_size": WORKING, "img_size": IMG, "progress_bar": False, "output_dir": out, **overrides})
+    if "segmentor_ckpt" not in overrides:
+        parser["segmentor_ckpt"] = untrained_segmentor(parser, Path(f"{out}_untrained_segmentor.pt"))
     return [parser.get_parsed_content(i) for i in ids]
+
+
+def untrained_segmentor(parser, path: Path) -> str:
+    """Saves the bundle's S at initialisation (seed 0) to `path`. The pipeline's soft guidance sigma(S(I)) costs the
+    same whatever S's weights, so the benchmark loads this S instead of training one on the archive first."""
+    import torch
+
+    torch.manual_seed(0)
+    torch.save(parser.get_parsed_content("segmentor#network_def").state_dict(), path)
+    return str(path)
 
 
 def make_cache(kind, datalist, cache_dir, stand_in=False):
