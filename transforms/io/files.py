@@ -171,13 +171,18 @@ def _encapsulated_header(path, f, size: int) -> tuple[DicomImage, int] | None:
         if head[128:132] != b"DICM":
             return None
         buf = BytesIO(head)
-        with warnings.catch_warnings(), quiet_pydicom():
-            warnings.simplefilter("ignore")
-            ds = pydicom.dcmread(buf, force=True, stop_before_pixels=True, specific_tags=HEADER_TAGS)
+        try:
+            with warnings.catch_warnings(), quiet_pydicom():
+                warnings.simplefilter("ignore")
+                ds = pydicom.dcmread(buf, force=True, stop_before_pixels=True, specific_tags=HEADER_TAGS)
+        except Exception:
+            continue
         at = buf.tell()
-        if head[at:at + 12] == ENCAPSULATED_PIXEL_DATA or len(head) < chunk:
+        if head[at:at + 12] == ENCAPSULATED_PIXEL_DATA:
             break
-    if len(ds) == 0 or ds.original_encoding != (False, True) or head[at:at + 12] != ENCAPSULATED_PIXEL_DATA:
+    else:
+        return None
+    if len(ds) == 0 or ds.original_encoding != (False, True):
         return None
     found = _pixel_data_items(f, at + 12, size)
     return None if found is None else (inspect_dataset(path, ds, found), at + 12)
