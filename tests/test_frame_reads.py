@@ -106,7 +106,10 @@ def test_odd_files_take_the_general_route_with_its_reasons(monkeypatch, tmp_path
     ds = pydicom.dcmread(CINE)
     ds.ImageComments = "x" * 40000
     ds.save_as(tmp_path / "long_header.dcm")
-    paths = [cut(data[: len(data) // 2], tmp_path, "half.dcm"), cut(data[:-4], tmp_path, "no_delimiter_length.dcm"),
+    at = data.index(b"\xe0\x7f\x10\x00OB") + 16
+    huge_table = data[:at] + b"\xff\xff\xff\xff" + data[at + 4:]
+    paths = [cut(huge_table, tmp_path, "huge_offset_table.dcm"), cut(data[: len(data) // 2], tmp_path, "half.dcm"),
+             cut(data[:-4], tmp_path, "no_delimiter_length.dcm"),
              cut(data + b"\0" * 16, tmp_path, "trailing.dcm"), aged(tmp_path / "more_frames.dcm"),
              aged(tmp_path / "no_pixels.dcm"), aged(tmp_path / "no_bot.dcm"), aged(tmp_path / "long_header.dcm")]
     for path in paths:
@@ -114,8 +117,8 @@ def test_odd_files_take_the_general_route_with_its_reasons(monkeypatch, tmp_path
             ours = outcome(lambda p=path, f=frame: read_angiogram(p, f))
             assert same(ours, general(monkeypatch, lambda p=path, f=frame: read_angiogram(p, f))), (path.name, frame)
     files.clear_cache()
-    assert files.encoded_frame(paths[0], 0) is None and files.encoded_frame(paths[2], 0) is None
-    assert files.encoded_frame(paths[5], 2) is not None and files.encoded_frame(paths[6], 2) is not None
+    assert all(files.encoded_frame(paths[k], 0) is None for k in (0, 1, 3))
+    assert files.encoded_frame(paths[6], 2) is not None and files.encoded_frame(paths[7], 2) is not None
 
 
 @pytest.fixture

@@ -194,6 +194,8 @@ def _pixel_data_items(f, start: int, size: int) -> tuple[list[int], int] | None:
     the file; else None."""
     item = _read_at(f, start, 8)
     length = int.from_bytes(item[4:], "little")
+    if start + 8 + length + 8 > size:
+        return None
     offsets = parse_basic_offsets(item + _read_at(f, start + 8, length))
     pos, count = start + 8 + length, 0
     while pos + 8 <= size:
