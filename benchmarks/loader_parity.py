@@ -3,7 +3,8 @@
 The earlier loader (the `transforms` package at `--ref`, by default the last commit before the `transforms/io/`
 package; `--ref HEAD` compares uncommitted changes with the last commit) is copied from git into a temporary package
 and imported next to the current one. Every input then goes through the same calls, in the same order, in both:
-    read_angiogram(p), read_angiogram(p, 0), read_angiogram(p, 2), LoadAngiogram()(p, 0) (meta and affine too),
+    read_angiogram(p), read_angiogram(p, 0), read_angiogram(p, 2), read_angiogram(p, 1) with the parse cache
+    emptied first (a single frame read from its own bytes), LoadAngiogram()(p, 0) (meta and affine too),
     list_angiogram_frames(p, "max_contrast", strict=True) (count_frames + frame_means), check_angiogram_file(p),
 and the arrays (dtype, shape, values), meta dicts and error types/reasons must be identical.
 Inputs: the embedded sample data, the angiograms, labels and DICOM files of ../shared/data when present, and files
@@ -217,6 +218,7 @@ def calls(io, check):
         "read all": lambda p: io.read_angiogram(p),
         "read 0": lambda p: io.read_angiogram(p, 0),
         "read 2": lambda p: io.read_angiogram(p, 2),
+        "read 1, cache emptied": lambda p: (io.files.clear_cache(), io.read_angiogram(p, 1))[1],
         "LoadAngiogram 0": lambda p: io.LoadAngiogram()(p, 0),
         "max_contrast list": lambda p: io.list_angiogram_frames(p, "max_contrast", strict=True),
         "check_angiogram_file": lambda p: check(p),

@@ -42,7 +42,7 @@ def outcome(fn):
 def through_pydicom(monkeypatch, fn):
     """`fn()` with Pillow's direct route switched off, i.e. through pydicom's decoder and its Pillow plugin."""
     with monkeypatch.context() as m:
-        m.setattr(decode, "_pillow_direct", lambda *a: False)
+        m.setattr(decode, "pillow_direct", lambda *a: False)
         return outcome(fn)
 
 

@@ -3,7 +3,7 @@
 The read path goes down these modules once each and returns:
     loaders   LoadAngiogram, LoadAngiogramd, AngiogramReader (MONAI transforms and ImageReader)
     read      read_angiogram: one file -> normalised frames + meta (the reading rules are in its docstring)
-    files     sniffing (PNG/JPEG/TIFF vs DICOM), parsing, the per-process cache of parsed cines
+    files     sniffing (PNG/JPEG/TIFF vs DICOM), parsing, one frame's bytes, the per-process cache of parsed cines
     header    the DICOM header checks and values (DicomImage)
     decode    native little-endian frames with numpy, everything else with pydicom; PNG/JPEG/TIFF with Pillow
     normalise luminance, MONOCHROME1 inversion, min-max to [0, 1], MONAI axes

@@ -13,11 +13,13 @@ from collections.abc import Sequence
 from io import BytesIO
 
 import numpy as np
+import torch
 from pydicom.encaps import get_frame
 from pydicom.pixels import apply_modality_lut, get_decoder
 from pydicom.pixels.utils import as_pixel_options
 from pydicom.uid import UID, JPEGBaseline8Bit, JPEGLSLossless, JPEGLSNearLossless
 
+from .._parallel import run_pieces
 from ..errors import AngiogramReadError, first_line, quiet_pydicom
 from .header import TAGS, DicomImage
 
@@ -47,11 +49,13 @@ def decode_frames(path, image: DicomImage, indices: Sequence[int], plugin: str |
     entry for the transfer syntax first; "" means pydicom's plugin order. A frame that the first plugin fails on is
     decoded again with pydicom's order. A single frame of 8-bit greyscale JPEG Baseline is opened with Pillow
     straight, as pydicom's Pillow plugin opens it, without pydicom's per-call set-up (a cine read frame by frame
-    takes 11-16% less CPU time; for a whole cine in one call pydicom's own loop was as fast or faster).
+    takes 11-16% less CPU time); several frames are, on more than one torch thread (`_pillow_frames`); on one
+    thread pydicom's own loop was as fast or faster.
     """
     arrays = native_frames(image, indices)
-    if arrays is None and len(indices) == 1 and _pillow_direct(image, plugin):
-        arrays = [_pillow_frame(path, image, indices[0], plugin)]
+    if arrays is None and pillow_direct(image, plugin):
+        one = len(indices) == 1
+        arrays = [_pillow_frame(path, image, indices[0], plugin)] if one else _pillow_frames(image, indices)
     if arrays is None:
         arrays = _pydicom_frames(path, image, indices, plugin)
     if image.has_modality_lut:
@@ -59,7 +63,7 @@ def decode_frames(path, image: DicomImage, indices: Sequence[int], plugin: str |
     return arrays
 
 
-def _pillow_direct(image: DicomImage, plugin: str | None) -> bool:
+def pillow_direct(image: DicomImage, plugin: str | None) -> bool:
     """Whether Pillow alone decodes the frames: `image.jpeg8`, with Pillow the plugin asked for (or chosen by
     FASTEST_PLUGIN) and installed."""
     tsyntax = image.header.tsyntax
@@ -67,20 +71,62 @@ def _pillow_direct(image: DicomImage, plugin: str | None) -> bool:
             and "pillow" in get_decoder(tsyntax).available_plugins)
 
 
-def _pillow_frame(path, image: DicomImage, index: int, plugin: str | None) -> np.ndarray:
-    """Frame `index` of a `_pillow_direct` file (Rows, Columns) uint8, opened with Pillow as pydicom's Pillow plugin
-    opens it. A frame that Pillow cannot decode, or decodes to another mode or size, goes through `_pydicom_frames`,
-    which gives pydicom's values or today's reason for it."""
+def jpeg8_array(src: bytes, rows: int, cols: int) -> np.ndarray | None:
+    """One encoded frame of a `pillow_direct` file opened with Pillow as pydicom's Pillow plugin opens it:
+    (rows, cols) uint8, or None when Pillow cannot decode it or decodes it to another mode or size."""
     from PIL import Image
 
+    try:
+        with Image.open(BytesIO(src), formats=("JPEG",)) as img:
+            if img.mode == "L" and img.size == (cols, rows):
+                return np.asarray(img)
+    except Exception:
+        pass
+    return None
+
+
+def jpeg8_frame(image: DicomImage, src: bytes, plugin: str | None) -> np.ndarray | None:
+    """The encoded frame `src` of a `pillow_direct` file decoded by `jpeg8_array` (warnings silenced); None when the
+    file is not `pillow_direct` or Pillow fails on the frame."""
+    if not pillow_direct(image, plugin):
+        return None
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return jpeg8_array(src, image.header.rows, image.header.columns)
+
+
+def _pillow_frames(image: DicomImage, indices: Sequence[int]) -> list[np.ndarray] | None:
+    """Frames `indices` of a `pillow_direct` file decoded by `jpeg8_array` on torch's threads, one frame per piece
+    (`transforms._parallel.run_pieces`; Pillow's decoder releases the GIL); None on a single torch thread or when
+    Pillow fails on any frame (then pydicom decodes them all, as on one thread)."""
+    if min(len(indices), torch.get_num_threads()) <= 1:
+        return None
+    rows, cols, *_, frames, _ = image.header
+    arrays: list = [None] * len(indices)
+
+    def piece(k: int) -> None:
+        try:
+            arrays[k] = jpeg8_array(get_frame(image.pixels, indices[k], number_of_frames=frames), rows, cols)
+        except Exception:
+            pass
+
+    with warnings.catch_warnings(), quiet_pydicom():
+        warnings.simplefilter("ignore")
+        run_pieces(piece, len(indices), torch.device("cpu"))
+    return None if any(arr is None for arr in arrays) else arrays
+
+
+def _pillow_frame(path, image: DicomImage, index: int, plugin: str | None) -> np.ndarray:
+    """Frame `index` of a `pillow_direct` file (Rows, Columns) uint8 (`jpeg8_array`). A frame that Pillow cannot
+    decode, or decodes to another mode or size, goes through `_pydicom_frames`, which gives pydicom's values or
+    today's reason for it."""
     rows, cols, *_, frames, _ = image.header
     with warnings.catch_warnings(), quiet_pydicom():
         warnings.simplefilter("ignore")
         try:
-            src = get_frame(image.ds[PIXEL_DATA].value, index, number_of_frames=frames)
-            with Image.open(BytesIO(src), formats=("JPEG",)) as img:
-                if img.mode == "L" and img.size == (cols, rows):
-                    return np.asarray(img)
+            arr = jpeg8_array(get_frame(image.pixels, index, number_of_frames=frames), rows, cols)
+            if arr is not None:
+                return arr
         except Exception:
             pass
     return _pydicom_frames(path, image, [index], plugin)[0]
@@ -96,7 +142,7 @@ def native_frames(image: DicomImage, indices: Sequence[int]) -> list[np.ndarray]
     if image.native is None:
         return None
     (dtype, shift), (rows, cols, *_) = image.native, image.header
-    data, pixels = image.ds[PIXEL_DATA].value, rows * cols
+    data, pixels = image.pixels, rows * cols
     arrays = [np.frombuffer(data, dtype, count=pixels, offset=i * pixels * dtype.itemsize).reshape(rows, cols)
               for i in indices]
     return [(arr << shift) >> shift for arr in arrays] if shift else arrays

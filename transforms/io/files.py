@@ -15,15 +15,20 @@ from io import BytesIO
 
 import pydicom
 from pydicom.dataset import Dataset
+from pydicom.encaps import get_frame, parse_basic_offsets
 
 from ..errors import AngiogramReadError, first_line, quiet_pydicom
-from .header import DicomImage, check_header, inspect_dataset
+from .header import TAGS, DicomImage, check_header, inspect_dataset
 
 IMAGE_MAGIC = (b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff", b"II*\x00", b"MM\x00*", b"BM", b"GIF8")
 WHOLE_FILE_BYTES = 32 << 20
 CACHE_FILES = 4
 CACHE_BYTES = 256 << 20
 CACHE_MIN_AGE_S = 2.0
+ENCAPSULATED_PIXEL_DATA = b"\xe0\x7f\x10\x00OB\x00\x00\xff\xff\xff\xff"  # explicit VR little endian, undefined length
+ITEM, SEQUENCE_DELIMITER = b"\xfe\xff\x00\xe0", b"\xfe\xff\xdd\xe0"
+HEAD_BYTES = (1 << 14, 1 << 20)  # the first bytes parsed for the header, then more when it is longer
+HEADER_TAGS = [*TAGS.values(), 0x00080018, 0x0020000E, 0x0020000D, 0x00080016, 0x00080060]  # + `describe`'s UIDs
 _cache: OrderedDict = OrderedDict()
 _cache_lock = threading.Lock()
 
@@ -111,21 +116,124 @@ def open_dicom(path) -> DicomImage:
     except Exception as exc:
         raise AngiogramReadError(path, f"cannot open file ({first_line(exc)})") from None
     key = (os.fspath(path), st.st_ino, st.st_size, st.st_mtime_ns)
-    with _cache_lock:
-        image = _cache.get(key)
-        if image is not None:
-            _cache.move_to_end(key)
-            return image
-    image = inspect_dataset(path, read_dataset(path))
-    if image.header.frames > 1 and time.time() - st.st_mtime > CACHE_MIN_AGE_S:
-        with _cache_lock:
-            _cache[key] = image
-            while len(_cache) > CACHE_FILES or sum(k[2] for k in _cache) > CACHE_BYTES:
-                _cache.popitem(last=False)
+    image = _cached(key)
+    if image is None:
+        image = inspect_dataset(path, read_dataset(path))
+        _keep(key, image, image.header.frames, st)
     return image
 
 
+def encoded_frame(path, index: int) -> tuple[DicomImage, bytes] | None:
+    """The checked header and the encoded bytes of frame `index` of an encapsulated file, read without the rest of
+    its pixel data (as `pydicom.pixels.pixel_array(path, index=...)` reads one frame); None when `open_dicom` has
+    the file cached or the file is not a plain case, so that the caller goes through `open_dicom`.
+
+    Plain: a DICOM file with preamble, explicit VR little endian, whose header ends in its first HEAD_BYTES[-1]
+    bytes and passes `header.inspect_dataset`, whose (7FE0,0010) element has undefined length and holds a Basic
+    Offset Table item (empty or not), at least one fragment and the sequence delimiter that ends the file, that
+    Pillow may decode alone (`DicomImage.jpeg8`) and where `index` is a frame. Parsing the whole file then gives
+    the same header, checks and frame: its Pixel Data value ends where pydicom's item by item scan
+    (`_pixel_data_items`) ends. Anything else (truncated or odd files, bad headers, invalid indices) is left to
+    `open_dicom`, whose errors are the loader's.
+    The header of a multi-frame file is cached next to `open_dicom`'s entries (same rules), so that a cine read
+    frame by frame is parsed once.
+
+    Returns:
+        (image, frame bytes) where `image.ds` holds the header elements the checks and the meta read, no PixelData.
+    """
+    try:
+        st = os.stat(path)
+        key = (os.fspath(path), st.st_ino, st.st_size, st.st_mtime_ns)
+        if _cached(key, touch=False) is not None:
+            return None
+        with open(path, "rb", buffering=0) as f:
+            found = _cached(key + ("header",))
+            if found is None:
+                found = _encapsulated_header(path, f, st.st_size)
+                if found is None:
+                    return None
+                _keep(key + ("header",), found, found[0].header.frames, st)
+            image, start = found
+            if not (image.jpeg8 and 0 <= index < image.header.frames):
+                return None
+            f.seek(start)
+            with warnings.catch_warnings(), quiet_pydicom():
+                warnings.simplefilter("ignore")
+                return image, get_frame(f, index, number_of_frames=image.header.frames)
+    except Exception:
+        return None
+
+
+def _encapsulated_header(path, f, size: int) -> tuple[DicomImage, int] | None:
+    """(checked header, file offset of the Pixel Data value) of a plain file (see `encoded_frame`), else None."""
+    for chunk in HEAD_BYTES:
+        head = _read_at(f, 0, chunk)
+        if head[128:132] != b"DICM":
+            return None
+        buf = BytesIO(head)
+        try:
+            with warnings.catch_warnings(), quiet_pydicom():
+                warnings.simplefilter("ignore")
+                ds = pydicom.dcmread(buf, force=True, stop_before_pixels=True, specific_tags=HEADER_TAGS)
+        except Exception:
+            continue
+        at = buf.tell()
+        if head[at:at + 12] == ENCAPSULATED_PIXEL_DATA:
+            break
+    else:
+        return None
+    if len(ds) == 0 or ds.original_encoding != (False, True):
+        return None
+    found = _pixel_data_items(f, at + 12, size)
+    return None if found is None else (inspect_dataset(path, ds, found), at + 12)
+
+
+def _pixel_data_items(f, start: int, size: int) -> tuple[list[int], int] | None:
+    """(Basic Offset Table, number of fragments) of the encapsulated value at `start`, walked item by item as pydicom
+    reads it (`pydicom.fileutil.read_undefined_length_value`), when the sequence delimiter that ends it also ends
+    the file; else None."""
+    item = _read_at(f, start, 8)
+    length = int.from_bytes(item[4:], "little")
+    if start + 8 + length + 8 > size:
+        return None
+    offsets = parse_basic_offsets(item + _read_at(f, start + 8, length))
+    pos, count = start + 8 + length, 0
+    while pos + 8 <= size:
+        item = _read_at(f, pos, 8)
+        if item[:4] == SEQUENCE_DELIMITER:
+            return (offsets, count) if pos + 8 == size and count else None
+        if item[:4] != ITEM:
+            return None
+        pos, count = pos + 8 + int.from_bytes(item[4:], "little"), count + 1
+    return None
+
+
+def _read_at(f, pos: int, size: int) -> bytes:
+    """Up to `size` bytes of the open file `f` from offset `pos` (one system call where os.pread exists)."""
+    if hasattr(os, "pread"):
+        return os.pread(f.fileno(), size, pos)
+    f.seek(pos)
+    return f.read(size)
+
+
+def _cached(key: tuple, touch: bool = True):
+    with _cache_lock:
+        found = _cache.get(key)
+        if found is not None and touch:
+            _cache.move_to_end(key)
+        return found
+
+
+def _keep(key: tuple, value, frames: int, st: os.stat_result) -> None:
+    """Caches what `open_dicom` or `encoded_frame` parsed of a multi-frame file; evicts the least recently used."""
+    if frames > 1 and time.time() - st.st_mtime > CACHE_MIN_AGE_S:
+        with _cache_lock:
+            _cache[key] = value
+            while len(_cache) > CACHE_FILES or sum(k[2] for k in _cache) > CACHE_BYTES:
+                _cache.popitem(last=False)
+
+
 def clear_cache() -> None:
-    """Empties open_dicom's cache of parsed multi-frame files."""
+    """Empties the cache of parsed multi-frame files (`open_dicom`'s and `encoded_frame`'s)."""
     with _cache_lock:
         _cache.clear()

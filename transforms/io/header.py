@@ -5,6 +5,7 @@ Layer 2 of the read path (files -> header): nothing here decodes pixels or calls
 
 from __future__ import annotations
 
+import re
 import warnings
 from io import BytesIO
 from math import ceil
@@ -34,18 +35,27 @@ TAGS = {
 }
 
 
+PLAIN_CS = re.compile(rb"[A-Z0-9_ ]*")
+
+
 def element_value(ds: Dataset, keyword: str, default=None):
     """`ds.get(keyword, default)` for a keyword of TAGS, looked up by tag (about 4 us less a call).
 
-    A single explicit-VR US value still in its raw bytes is read from them (about 5 us less); any other element is
-    converted by pydicom on first access, as for attribute access.
+    Raw values that pydicom would convert to the same value are read from their bytes (5-10 us less each): a single
+    explicit-VR US value, explicit-VR OB/OW bytes (kept as they are) and a CS value of A-Z, 0-9, "_" and spaces
+    (trailing spaces stripped); any other element is converted by pydicom on first access.
     """
     tag = TAGS[keyword]
     elem = ds.get_item(tag)
     if elem is None:
         return default
-    if elem.VR == "US" and isinstance(elem, RawDataElement) and elem.length == 2:
-        return int.from_bytes(elem.value, "little" if elem.is_little_endian else "big")
+    if isinstance(elem, RawDataElement) and elem.value is not None:
+        if elem.VR == "US" and elem.length == 2:
+            return int.from_bytes(elem.value, "little" if elem.is_little_endian else "big")
+        if elem.VR in ("OB", "OW"):
+            return elem.value
+        if elem.VR == "CS" and PLAIN_CS.fullmatch(elem.value):
+            return elem.value.decode("ascii").rstrip(" ")
     return ds[tag].value
 
 
@@ -66,7 +76,8 @@ class DicomImage(NamedTuple):
 
     `native` is (dtype, shift) when the pixel data are little-endian native greyscale that numpy reads directly
     (values are `(stored << shift) >> shift`), else None: pydicom's decoder is used. `jpeg8` is True for 8-bit
-    greyscale JPEG Baseline that Pillow alone decodes to pydicom's values (see `is_jpeg8`).
+    greyscale JPEG Baseline that Pillow alone decodes to pydicom's values (see `is_jpeg8`). `pixels` is the
+    PixelData value (None for a header read without it, `files.encoded_frame`).
     """
 
     ds: Dataset
@@ -76,20 +87,23 @@ class DicomImage(NamedTuple):
     info: dict
     native: tuple[np.dtype, int] | None
     jpeg8: bool = False
+    pixels: bytes | None = None
 
 
-def inspect_dataset(path, ds: Dataset) -> DicomImage:
-    """Checks a parsed file's header and pixel data (`check_header` + `check_pixel_data`); returns what decoding needs.
+def inspect_dataset(path, ds: Dataset, fragments: tuple[list[int], int] | None = None) -> DicomImage:
+    """Checks a parsed file's header and pixel data (`check_header`, `check_pixel_data` with `fragments`); returns
+    what decoding needs.
 
     Raises:
         AngiogramReadError naming the first problem found.
     """
     header = check_header(path, ds)
-    check_pixel_data(path, ds, header)
+    pixels = check_pixel_data(path, ds, header, fragments)
     invert = lut_inverts(ds, header.photometric)
     info = describe(ds, header)
     lut = TAGS["ModalityLUTSequence"] in ds
-    return DicomImage(ds, header, invert, lut, info, native_layout(ds, header), not lut and is_jpeg8(ds, header))
+    return DicomImage(ds, header, invert, lut, info, native_layout(ds, header), not lut and is_jpeg8(ds, header),
+                      pixels)
 
 
 def check_header(path, ds: Dataset) -> Header:
@@ -158,22 +172,23 @@ def number_of_frames(path, ds: Dataset) -> int:
     return frames
 
 
-def check_pixel_data(path, ds: Dataset, header: Header) -> None:
-    """Checks that PixelData exists and holds the declared frames.
+def check_pixel_data(path, ds: Dataset, header: Header, fragments: tuple[list[int], int] | None = None) -> bytes | None:
+    """Checks that PixelData exists and holds the declared frames; returns its value (None with `fragments`).
 
     Native data must hold Rows*Columns*SamplesPerPixel*BitsAllocated/8 bytes per declared frame (no less, and not a
     whole extra frame more); encapsulated data must hold one Basic Offset Table entry, or at least one fragment, per
-    declared frame.
+    declared frame. `fragments` (Basic Offset Table, number of fragments) of encapsulated data read from the file
+    instead of from a parsed PixelData element (`files.encoded_frame`) skip the element's own checks.
     """
-    if TAGS["PixelData"] not in ds:
-        raise AngiogramReadError(path, "no pixel data: the (7FE0,0010) Pixel Data element is missing")
     rows, cols, spp, bits, pi, frames, tsyntax = header
+    if fragments is None and TAGS["PixelData"] not in ds:
+        raise AngiogramReadError(path, "no pixel data: the (7FE0,0010) Pixel Data element is missing")
     subsampled = not tsyntax.is_encapsulated and pi == "YBR_FULL_422"
     frame_bytes = ceil(rows * cols * (2 if subsampled else spp) * bits / 8)
     if frame_bytes > MAX_FRAME_BYTES:
         raise AngiogramReadError(path, f"frame of {rows} x {cols} x {spp} x {bits} bits is too large to decode")
-    data = element_value(ds, "PixelData")
-    if not isinstance(data, (bytes, bytearray)) or len(data) == 0:
+    data = None if fragments is not None else element_value(ds, "PixelData")
+    if fragments is None and (not isinstance(data, (bytes, bytearray)) or len(data) == 0):
         raise AngiogramReadError(path, "no pixel data: the Pixel Data element is empty")
     if not tsyntax.is_encapsulated:
         expected = frame_bytes * frames
@@ -189,26 +204,28 @@ def check_pixel_data(path, ds: Dataset, header: Header) -> None:
         if held > frames:
             raise AngiogramReadError(
                 path, f"NumberOfFrames is {frames} but the pixel data holds {held} frames ({len(data)} bytes)")
-        return
-    try:
-        buf = BytesIO(data)
-        offsets = parse_basic_offsets(buf)
-        fragments = parse_fragments(buf)[0]
-    except Exception as exc:
-        raise AngiogramReadError(path, f"malformed encapsulated pixel data ({first_line(exc)})") from None
+        return data
+    if fragments is None:
+        try:
+            buf = BytesIO(data)
+            fragments = parse_basic_offsets(buf), parse_fragments(buf)[0]
+        except Exception as exc:
+            raise AngiogramReadError(path, f"malformed encapsulated pixel data ({first_line(exc)})") from None
+    offsets, count = fragments
     if TAGS["ExtendedOffsetTable"] in ds:
         offsets = element_value(ds, "ExtendedOffsetTable")
         counted, source = len(offsets) // 8, "Extended Offset Table entries"
     elif offsets:
         counted, source = len(offsets), "Basic Offset Table entries"
     else:
-        counted, source = fragments, "fragments"
-    if fragments < 1:
+        counted, source = count, "fragments"
+    if count < 1:
         raise AngiogramReadError(path, "no pixel data: the encapsulated pixel data holds no fragments")
     if (source == "fragments" and counted < frames) or (source != "fragments" and counted != frames):
         raise AngiogramReadError(
             path, f"NumberOfFrames is {frames} but the encapsulated pixel data holds {counted} {source}"
         )
+    return data
 
 
 def native_layout(ds: Dataset, header: Header) -> tuple[np.dtype, int] | None:
@@ -250,7 +267,7 @@ def describe(ds: Dataset, header: Header) -> dict:
             "study_instance_uid": ascii_value(ds, 0x0020000D),
             "sop_class_uid": ascii_value(ds, 0x00080016),
             "modality": ascii_value(ds, 0x00080060),
-            "photometric_interpretation": ascii_value(ds, 0x00280004),
+            "photometric_interpretation": str(element_value(ds, "PhotometricInterpretation", "")),
             "rows": header.rows,
             "columns": header.columns,
         }

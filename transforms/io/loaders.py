@@ -38,7 +38,9 @@ class LoadAngiogram(Transform):
     absent), photometric_interpretation (as stored; the PIL mode for PNG/JPEG/TIFF), rows, columns;
     affine = diag(col spacing, row spacing, 1, 1) (identity when unknown). No meta value is None, so batches
     collate with MONAI's list_data_collate. Parsed multi-frame files are cached per process (see
-    `transforms.io.files.open_dicom`), so a cine loaded frame by frame is parsed and checked once.
+    `transforms.io.files.open_dicom`), so a cine loaded frame by frame is parsed and checked once; a frame asked for
+    alone is read from its own bytes where possible (`files.encoded_frame`), and the frames of a whole cine are
+    decoded and normalised on torch's threads (serially in DataLoader workers, which have one).
     The reading rules (MONOCHROME1, Modality LUT, colour, normalisation) are in `transforms.io.read`.
 
     Args:

@@ -2,7 +2,9 @@
 
 `read_angiogram` goes down the layers once each and returns: files (sniff, parse, header checks) -> decode ->
 normalise. Rules, applied to each frame on its own:
-    1. decode only the requested frame (all frames of a multi-frame file in one pass when all are asked for);
+    1. decode only the requested frame (all frames of a multi-frame file in one pass when all are asked for; on
+       torch's threads when there are several); a single frame of 8-bit JPEG Baseline is read from its own bytes,
+       the rest of the pixel data unread (`files.encoded_frame`);
     2. Modality LUT: a Modality LUT Sequence is applied; a linear RescaleSlope/Intercept is folded into step 4, since
        min-max scaling removes it except for the sign of the slope;
     3. MONOCHROME1 is inverted (so vessels are dark on a bright background, as MONOCHROME2 displays them); colour
@@ -15,6 +17,8 @@ Orientation: MONAI's, i.e. the DICOM `pixel_array.T` (first spatial axis = colum
 """
 
 from __future__ import annotations
+
+import operator
 
 import numpy as np
 
@@ -33,6 +37,9 @@ def read_angiogram(path, frame=None, decoding_plugin: str | None = None) -> tupl
         AngiogramReadError for every unreadable, inconsistent, undecodable or constant input.
     """
     with read_errors(path):
+        found = None if frame is None else _read_encoded_frame(path, frame, decoding_plugin)
+        if found is not None:
+            return found
         image = files.open_angiogram(path)
         if image is None:
             return _read_image(path, frame)
@@ -43,6 +50,24 @@ def read_angiogram(path, frame=None, decoding_plugin: str | None = None) -> tupl
         normalise.normalise_frames(path, arrays, image.invert, [i if frames > 1 else None for i in indices], out)
         index = -1 if frame is None and frames > 1 else indices[0]
         return out, {"filename_or_obj": str(path), "frame_index": index, **image.info}
+
+
+def _read_encoded_frame(path, frame, plugin: str | None) -> tuple[np.ndarray, dict] | None:
+    """`read_angiogram(path, frame)` from the bytes of that frame alone (`files.encoded_frame`, `decode.jpeg8_frame`):
+    (1, W, H) and meta; None when that route does not apply or Pillow fails on the frame, so that the caller takes
+    the general route, which gives the same values or the reason."""
+    try:
+        index = operator.index(frame)
+    except TypeError:
+        return None
+    found = files.encoded_frame(path, index)
+    arr = None if found is None else decode.jpeg8_frame(found[0], found[1], plugin)
+    if arr is None:
+        return None
+    image = found[0]
+    out = np.empty((1, image.header.columns, image.header.rows), dtype=np.float32)
+    normalise.normalise(path, arr, image.invert, index if image.header.frames > 1 else None, out=out[0])
+    return out, {"filename_or_obj": str(path), "frame_index": index, **image.info}
 
 
 def _check_frame_index(path, frame, frames: int) -> int:
