@@ -167,3 +167,24 @@ def network_weights(bundle_dir: Path, overrides: dict, config: str = "configs/in
     )
     subprocess.run([sys.executable, "-c", code], cwd=bundle_dir, check=True, capture_output=True, timeout=300)
     return bundle_dir / path
+
+
+def read_outcome(fn):
+    """`fn()` with the loader's parse cache emptied first, or the reason of the AngiogramReadError it raised."""
+    from transforms import AngiogramReadError
+    from transforms.io import files
+
+    files.clear_cache()
+    try:
+        return fn()
+    except AngiogramReadError as exc:
+        return exc.reason
+
+
+@pytest.fixture
+def two_threads():
+    """torch on two threads for the test, its thread count restored after."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    yield
+    torch.set_num_threads(before)

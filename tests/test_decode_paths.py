@@ -10,8 +10,9 @@ from PIL import Image
 from pydicom.encaps import encapsulate, generate_frames
 from pydicom.uid import JPEGLSLossless
 
-from transforms.errors import AngiogramReadError
-from transforms.io import decode, files, read_angiogram
+from transforms.io import decode, read_angiogram
+
+from conftest import read_outcome
 
 ROOT = Path(__file__).resolve().parents[1] / "sample_data"
 CINE = ROOT / "xa_cine" / "XA_coronary_cine_96frames_jpeg_baseline.dcm"
@@ -31,19 +32,11 @@ def cine_frames(n: int) -> list:
     return [f for _, f in zip(range(n), generate_frames(pydicom.dcmread(CINE).PixelData, number_of_frames=96))]
 
 
-def outcome(fn):
-    files.clear_cache()
-    try:
-        return fn()
-    except AngiogramReadError as exc:
-        return exc.reason
-
-
 def through_pydicom(monkeypatch, fn):
     """`fn()` with Pillow's direct route switched off, i.e. through pydicom's decoder and its Pillow plugin."""
     with monkeypatch.context() as m:
         m.setattr(decode, "pillow_direct", lambda *a: False)
-        return outcome(fn)
+        return read_outcome(fn)
 
 
 @pytest.mark.parametrize("frame", [0, 37, 95])
@@ -51,7 +44,7 @@ def test_direct_pillow_frame_equals_pydicoms_pillow_plugin(monkeypatch, frame):
     calls = []
     real = decode._pydicom_frames
     monkeypatch.setattr(decode, "_pydicom_frames", lambda *a: calls.append(a) or real(*a))
-    direct, meta = outcome(lambda: read_angiogram(CINE, frame))
+    direct, meta = read_outcome(lambda: read_angiogram(CINE, frame))
     assert calls == []
     reference, ref_meta = through_pydicom(monkeypatch, lambda: read_angiogram(CINE, frame))
     assert calls
@@ -65,13 +58,13 @@ def test_frames_pillow_cannot_read_as_pydicom_does_go_through_pydicom(tmp_path, 
     good = cine_frames(1)[0]
     path = jpeg_cine(tmp_path / "odd.dcm", [good, small.getvalue(), good[:300], constant.getvalue()])
     for frame in (None, 0, 1, 2, 3):
-        ours = outcome(lambda f=frame: read_angiogram(path, f))
+        ours = read_outcome(lambda f=frame: read_angiogram(path, f))
         theirs = through_pydicom(monkeypatch, lambda f=frame: read_angiogram(path, f))
         if isinstance(theirs, str):
             assert ours == theirs
         else:
             assert np.array_equal(ours[0], theirs[0]) and ours[1] == theirs[1]
-    assert outcome(lambda: read_angiogram(path, 3)) == "constant image (frame 3): every pixel is 40"
+    assert read_outcome(lambda: read_angiogram(path, 3)) == "constant image (frame 3): every pixel is 40"
 
 
 def test_fastest_plugin_gives_pydicoms_default_values(tmp_path):
@@ -80,6 +73,6 @@ def test_fastest_plugin_gives_pydicoms_default_values(tmp_path):
     ds.compress(JPEGLSLossless, encoding_plugin="pyjpegls")
     ds.save_as(tmp_path / "jls.dcm")
     assert decode.FASTEST_PLUGIN[JPEGLSLossless] == "pyjpegls"
-    fastest, default = (outcome(lambda p=p: read_angiogram(tmp_path / "jls.dcm", None, p)) for p in (None, ""))
+    fastest, default = (read_outcome(lambda p=p: read_angiogram(tmp_path / "jls.dcm", None, p)) for p in (None, ""))
     assert np.array_equal(fastest[0], default[0]) and fastest[1] == default[1]
     assert np.array_equal(fastest[0], read_angiogram(DCA[0])[0])

@@ -14,23 +14,17 @@ from pydicom.encaps import generate_frames, get_frame
 from transforms.errors import AngiogramReadError
 from transforms.io import decode, files, normalise, read_angiogram
 
+from conftest import read_outcome
+
 ROOT = Path(__file__).resolve().parents[1] / "sample_data"
 CINE = ROOT / "xa_cine" / "XA_coronary_cine_96frames_jpeg_baseline.dcm"
-
-
-def outcome(fn):
-    files.clear_cache()
-    try:
-        return fn()
-    except AngiogramReadError as exc:
-        return exc.reason
 
 
 def general(monkeypatch, fn):
     """`fn()` with the one-frame shortcut switched off: the whole file parsed and checked (`files.open_dicom`)."""
     with monkeypatch.context() as m:
         m.setattr(files, "encoded_frame", lambda *a: None)
-        return outcome(fn)
+        return read_outcome(fn)
 
 
 def same(a, b) -> bool:
@@ -59,7 +53,7 @@ def test_one_frame_is_read_from_its_bytes_alone(monkeypatch, frame):
     found = files.encoded_frame(CINE, frame)
     assert found is not None and found[0].pixels is None
     assert found[1] == get_frame(pydicom.dcmread(CINE).PixelData, frame, number_of_frames=96)
-    ours = outcome(lambda: read_angiogram(CINE, frame))
+    ours = read_outcome(lambda: read_angiogram(CINE, frame))
     monkeypatch.undo()
     assert same(ours, general(monkeypatch, lambda: read_angiogram(CINE, frame)))
 
@@ -114,26 +108,18 @@ def test_odd_files_take_the_general_route_with_its_reasons(monkeypatch, tmp_path
              aged(tmp_path / "no_pixels.dcm"), aged(tmp_path / "no_bot.dcm"), aged(tmp_path / "long_header.dcm")]
     for path in paths:
         for frame in (0, 2, 95, 119, -1):
-            ours = outcome(lambda p=path, f=frame: read_angiogram(p, f))
+            ours = read_outcome(lambda p=path, f=frame: read_angiogram(p, f))
             assert same(ours, general(monkeypatch, lambda p=path, f=frame: read_angiogram(p, f))), (path.name, frame)
     files.clear_cache()
     assert all(files.encoded_frame(paths[k], 0) is None for k in (0, 1, 3))
     assert files.encoded_frame(paths[6], 2) is not None and files.encoded_frame(paths[7], 2) is not None
 
 
-@pytest.fixture
-def two_threads():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(2)
-    yield
-    torch.set_num_threads(threads)
-
-
 def serially(fn):
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        return outcome(fn)
+        return read_outcome(fn)
     finally:
         torch.set_num_threads(threads)
 
@@ -142,10 +128,10 @@ def test_threaded_decode_and_normalise_equal_serial(two_threads, monkeypatch):
     pieces = []
     real = decode._pillow_frames
     monkeypatch.setattr(decode, "_pillow_frames", lambda *a: pieces.append(1) or real(*a))
-    threaded = outcome(lambda: read_angiogram(CINE))
+    threaded = read_outcome(lambda: read_angiogram(CINE))
     assert pieces and serially(lambda: read_angiogram(CINE)) is not None
     assert same(threaded, serially(lambda: read_angiogram(CINE)))
-    assert same(outcome(lambda: read_angiogram(CINE, None, "")), serially(lambda: read_angiogram(CINE, None, "")))
+    assert same(read_outcome(lambda: read_angiogram(CINE, None, "")), serially(lambda: read_angiogram(CINE, None, "")))
 
 
 def test_threaded_normalise_reports_the_first_failing_frame(two_threads):

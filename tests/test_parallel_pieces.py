@@ -9,14 +9,6 @@ import torch
 from transforms._parallel import run_pieces
 
 
-@pytest.fixture
-def two_threads():
-    before = torch.get_num_threads()
-    torch.set_num_threads(2)
-    yield
-    torch.set_num_threads(before)
-
-
 def test_pieces_run_once_each_on_workers_with_one_thread(two_threads):
     seen, lock = [], threading.Lock()
 
