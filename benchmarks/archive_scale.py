@@ -8,12 +8,13 @@ FrameCacheDataset (disk mode: one store per machine, built with the work split o
 
 For each N (a synthetic JPEG archive written by benchmarks/synthetic_archive.py, 60 frames per file):
     datalist check: today's, ours first run, ours rerun (each in a fresh process);
-    2 gloo ranks: cache build time, time to the first batch (datalist + cache + first augmented, masked batch of 16;
-        no model step), peak RSS per rank after reading the rank's share of every frame, pipeline images/s per worker
-        at 224 (augmentation + guided masking with the bundle's default guidance, "mixed" = 0.5 m + 0.5 sigma(S(I)),
-        S at initialisation so that it is not trained first; 20 batches of 16, DataLoader num_workers 0; ours and
-        today's run at different moments, so under load this one is noisy: the interleaved single-process figure is
-        the ratio).
+    2 gloo ranks: cache build time, time to the first batch (datalist + cache + first augmented, masked batch of 16)
+        and to the end of the first training step on it (the bundle's network, loss, optimizer and iteration,
+        rank-local: no DDP all-reduce), peak RSS per rank after reading the rank's share of every frame, pipeline
+        images/s per worker at 224 (augmentation + guided masking with the bundle's default guidance, "mixed" =
+        0.5 m + 0.5 sigma(S(I)), S at initialisation so that it is not trained first; 20 batches of 16, DataLoader
+        num_workers 0; ours and today's run at different moments, so under load this one is noisy: the interleaved
+        single-process figure is the ratio).
 Today's 2-rank path holds every frame in every rank; it is run only for N <= --today-max (RAM); above that its RSS is
 projected from its measured KiB per frame. Bytes per cached frame in RAM mode at 256 are measured once, over the
 embedded frames (96 cine + 33 DCA), each store in a fresh process (RSS growth over the build / frames).
@@ -177,8 +178,10 @@ def worker_ranks(kind, root, cache_dir, workers, started, stand_in=False):
     sampler = DistributedSampler(cache, shuffle=True, even_divisible=True)
     loader = DataLoader(Dataset(cache, pre), batch_size=BATCH, sampler=sampler, num_workers=0)
     batches = iter(loader)
-    next(batches)
+    batch = next(batches)
     first_batch_s = time.time() - started
+    first_step(batch)
+    first_step_s = time.time() - started
     start = time.perf_counter()
     images = 0
     for _ in range(PIPELINE_BATCHES):
@@ -190,12 +193,29 @@ def worker_ranks(kind, root, cache_dir, workers, started, stand_in=False):
     for i in sampler:
         cache[i]
     record = {"rank": dist.get_rank(), "frames": len(cache), "build_s": build_s, "first_batch_s": first_batch_s,
+              "first_step_s": first_step_s,
               "images_per_s": per_s, "peak_rss_mib": peak_rss_kib() / 1024,
               "computed": len(getattr(cache, "computed", cache))}
     records = [None] * dist.get_world_size()
     dist.all_gather_object(records, record)
     dist.destroy_process_group()
     return records if record["rank"] == 0 else None
+
+
+def first_step(batch: dict) -> None:
+    """One pretraining step on `batch` (image (B, 1, 224, 224), mask, ids_keep, ids_restore, segmentor_prob) with the
+    bundle's own network, VasoMIM loss, optimizer and iteration (`scripts.iteration.MAEIteration`), on this rank's
+    device, without DDP's gradient all-reduce."""
+    from types import SimpleNamespace
+
+    from monai.inferers import SimpleInferer
+
+    network, loss, optimizer, prepare, iteration, device = parsed(
+        ["network", "loss", "optimizer", "train#prepare_batch", "train#iteration", "device"])
+    engine = SimpleNamespace(prepare_batch=prepare, state=SimpleNamespace(device=device), non_blocking=False,
+                             network=network, optimizer=optimizer, optim_set_to_none=True, inferer=SimpleInferer(),
+                             loss_function=loss, fire_event=lambda event: None)
+    iteration(engine, batch)
 
 
 def child(args: list[str], torchrun: bool = False):
@@ -248,7 +268,8 @@ def run_n(n, args, scratch, today_kib, today_peak, machine):
         stand_in = " (stand-in vesselness)" if args.stand_in else ""
         print(f"N={n} ours{stand_in} rank {r['rank']}: build {r['build_s']:.1f} s ({r['computed']} frames computed), "
               "first "
-              f"batch at {r['first_batch_s']:.1f} s, {r['images_per_s']:.1f} img/s, "
+              f"batch at {r['first_batch_s']:.1f} s, first step done at {r['first_step_s']:.1f} s, "
+              f"{r['images_per_s']:.1f} img/s, "
               f"peak RSS {r['peak_rss_mib']:.0f} MiB",
               flush=True)
     if n <= args.today_max and not args.stand_in:
@@ -256,6 +277,7 @@ def run_n(n, args, scratch, today_kib, today_peak, machine):
         row["today"] = old
         today_peak.update(n=n, mib=max(r["peak_rss_mib"] for r in old))
         for key, name in (("build_s", "cache build (s)"), ("first_batch_s", "time to first batch (s)"),
+                          ("first_step_s", "time to first training step (s)"),
                           ("images_per_s", "pipeline images/s per worker at 224"), ("peak_rss_mib", "peak RSS (MiB)")):
             ratio(f"N={n} {name}, mean of 2 ranks", sum(r[key] for r in ours) / 2, sum(r[key] for r in old) / 2)
     elif today_peak and not args.stand_in:
