@@ -16,9 +16,10 @@ from io import BytesIO
 import pydicom
 from pydicom.dataset import Dataset
 from pydicom.encaps import get_frame, parse_basic_offsets
+from pydicom.uid import JPEGBaseline8Bit
 
 from ..errors import AngiogramReadError, first_line, quiet_pydicom
-from .header import TAGS, DicomImage, check_header, inspect_dataset
+from .header import META_TAGS, TAGS, DicomImage, check_header, inspect_dataset
 
 IMAGE_MAGIC = (b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff", b"II*\x00", b"MM\x00*", b"BM", b"GIF8")
 WHOLE_FILE_BYTES = 32 << 20
@@ -26,9 +27,10 @@ CACHE_FILES = 4
 CACHE_BYTES = 256 << 20
 CACHE_MIN_AGE_S = 2.0
 ENCAPSULATED_PIXEL_DATA = b"\xe0\x7f\x10\x00OB\x00\x00\xff\xff\xff\xff"  # explicit VR little endian, undefined length
+JPEG_BASELINE_UID = JPEGBaseline8Bit.encode("ascii")  # the one syntax `encoded_frame` serves (`DicomImage.jpeg8`)
 ITEM, SEQUENCE_DELIMITER = b"\xfe\xff\x00\xe0", b"\xfe\xff\xdd\xe0"
 HEAD_BYTES = (1 << 14, 1 << 20)  # the first bytes parsed for the header, then more when it is longer
-HEADER_TAGS = [*TAGS.values(), 0x00080018, 0x0020000E, 0x0020000D, 0x00080016, 0x00080060]  # + `describe`'s UIDs
+HEADER_TAGS = [*TAGS.values(), *META_TAGS.values()]  # what the checks and `describe` read
 _cache: OrderedDict = OrderedDict()
 _cache_lock = threading.Lock()
 
@@ -165,10 +167,14 @@ def encoded_frame(path, index: int) -> tuple[DicomImage, bytes] | None:
 
 
 def _encapsulated_header(path, f, size: int) -> tuple[DicomImage, int] | None:
-    """(checked header, file offset of the Pixel Data value) of a plain file (see `encoded_frame`), else None."""
+    """(checked header, file offset of the Pixel Data value) of a plain file (see `encoded_frame`), else None.
+
+    A file whose head (its file meta) does not name the JPEG Baseline transfer syntax is not parsed at all: only
+    those can take the one-frame route, and the others (native data, other codecs) are then parsed once, by
+    `open_dicom`, instead of twice."""
     for chunk in HEAD_BYTES:
         head = _read_at(f, 0, chunk)
-        if head[128:132] != b"DICM":
+        if head[128:132] != b"DICM" or JPEG_BASELINE_UID not in head[: HEAD_BYTES[0]]:
             return None
         buf = BytesIO(head)
         try:

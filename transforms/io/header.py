@@ -36,6 +36,9 @@ TAGS = {
 
 
 PLAIN_CS = re.compile(rb"[A-Z0-9_ ]*")
+META_TAGS = {"sop_instance_uid": 0x00080018, "series_instance_uid": 0x0020000E, "study_instance_uid": 0x0020000D,
+             "sop_class_uid": 0x00080016, "modality": 0x00080060}
+"""The UIDs and modality that `describe` copies into the loader's meta, read as text (`ascii_value`)."""
 
 
 def element_value(ds: Dataset, keyword: str, default=None):
@@ -262,11 +265,7 @@ def describe(ds: Dataset, header: Header) -> dict:
         return {
             "num_frames": header.frames,
             "pixel_spacing": pixel_spacing(ds) or NO_SPACING,
-            "sop_instance_uid": ascii_value(ds, 0x00080018),
-            "series_instance_uid": ascii_value(ds, 0x0020000E),
-            "study_instance_uid": ascii_value(ds, 0x0020000D),
-            "sop_class_uid": ascii_value(ds, 0x00080016),
-            "modality": ascii_value(ds, 0x00080060),
+            **{key: ascii_value(ds, tag) for key, tag in META_TAGS.items()},
             "photometric_interpretation": str(element_value(ds, "PhotometricInterpretation", "")),
             "rows": header.rows,
             "columns": header.columns,
