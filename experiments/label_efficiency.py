@@ -15,6 +15,10 @@ fixed iteration budget whatever the label count. Arms:
 * ``mae_p8_e100``, ``vasomim_p8_e100``: the same, pretrained 100 epochs (10 of warm-up) instead of 30 (3);
 * ``unet_cl``, ``scratch_cl``, ``vasomim_p8_cl``: these arms fine-tuned with Dice + BCE + 0.5 soft clDice
   (``--use_cldice_loss true``) instead of Dice + BCE;
+* ``unet_dice``, ``scratch_dice``, ``vasomim_p8_e100_dice``, ``mae_p8_e100_dice``: fine-tuned with the Dice loss
+  alone (``--ce_weight 0.0``), as the authors (CheXWorld's ``DiceLoss(sigmoid=True)``);
+* ``unet_224``, ``scratch_dice_224``, ``vasomim_p8_e100_dice_224``: fine-tuned and evaluated at 224², the authors'
+  input size (28×28 tokens at patch 8), instead of 128²;
 * ``vasomim_unetr``: VasoMIM fine-tuned through ``VesselUNETR`` (``unetr.json``, patch 16), to isolate the protocol;
 * ``probe_random``, ``probe_mae``, ``probe_vasomim``: the encoder frozen (``--freeze_encoder true``), only the adapter
   trained.
@@ -67,13 +71,26 @@ PRETRAIN_ARMS |= {f"{name}_e100": {**PRETRAIN_ARMS[name], "max_epochs": 100, "wa
 BASE_ARMS = ["unet", "scratch", "mae", "vasomim", "vasomim_fov", "mae_p8", "vasomim_p8", "mae_p8_e100",
              "vasomim_p8_e100", "vasomim_unetr", "probe_random", "probe_mae", "probe_vasomim", "probe_vasomim_fov",
              "probe_mae_p8", "probe_vasomim_p8", "probe_mae_p8_e100", "probe_vasomim_p8_e100"]
-ARMS = BASE_ARMS + [f"{a}_cl" for a in ("unet", "scratch", "vasomim_p8")]
+VARIANTS = {"_cl": {"use_cldice_loss": True}, "_dice": {"ce_weight": 0.0}, "_224": {"img_size": 224}}
+"""Arm-name suffixes (they stack, e.g. ``_dice_224``) that change the fine-tuning of their base arm."""
+ARMS = (BASE_ARMS + [f"{a}_cl" for a in ("unet", "scratch", "vasomim_p8")]
+        + [f"{a}_dice" for a in ("unet", "scratch", "vasomim_p8_e100", "mae_p8_e100")]
+        + ["unet_224", "scratch_dice_224", "vasomim_p8_e100_dice_224"])
 PROTOCOL_LABELS = (8, 32)
 """Label counts of the arms that are not label-efficiency curves (VesselUNETR and the frozen probes)."""
 
 
+def split_variants(arm: str) -> tuple[str, dict]:
+    """(base arm, the overrides of its ``VARIANTS`` suffixes), e.g. "scratch_dice_224" -> ("scratch", {...})."""
+    overrides: dict = {}
+    while suffix := next((k for k in VARIANTS if arm.endswith(k)), None):
+        arm, overrides = arm.removesuffix(suffix), {**VARIANTS[suffix], **overrides}
+    return arm, overrides
+
+
 def pretrained_arm(arm: str) -> str | None:
     """The pretraining an arm fine-tunes from ("mae", "vasomim"), or None."""
+    arm = split_variants(arm)[0]
     return next((p for p in sorted(PRETRAIN_ARMS, key=len, reverse=True) if arm.endswith(p) or arm == f"{p}_unetr"),
                 None)
 
@@ -97,16 +114,19 @@ def pretrain(arm: str, s: dict, runs: Path, data: Path, threads: int, log: Path)
 def seg_overrides(arm: str, n: int, seed: int, s: dict, runs: Path, data: Path) -> tuple[list[str], dict]:
     """Config files and overrides that train ``arm`` on ``n`` labels with fine-tuning seed ``seed``, for a fixed
     number of iterations (``s["iterations"]``) and a validation every ``s["val_every"]`` iterations. An arm name
-    ending in ``_cl`` is its base arm fine-tuned with the soft clDice term added to the loss."""
+    ending in ``VARIANTS`` suffixes is its base arm fine-tuned with their changes: ``_cl`` adds the soft clDice
+    term to the loss, ``_dice`` drops the BCE term (the authors' Dice-only loss, the bundle default since; the other
+    arms keep the Dice + BCE loss they were run with), ``_224`` fine-tunes at 224² (the authors' input) instead of
+    the scale's size."""
     out = runs / "seg" / arm / f"n{n}" / f"seed{seed}"
-    arm, loss = (arm[:-3], {"use_cldice_loss": True}) if arm.endswith("_cl") else (arm, {})
+    arm, variant = split_variants(arm)
     per_epoch = math.ceil(n / s["seg_batch"])
     ov = {"dataset_dir": str(data / "xca_dca80_train"), "val_fraction": 0.2, "split_seed": 0, "n_labels": n,
           "labels_seed": 0, "seed": seed, "img_size": s["img_size"], "batch_size": s["seg_batch"],
           "max_epochs": math.ceil(s["iterations"] / per_epoch),
           "val_interval": max(1, round(s["val_every"] / per_epoch)),
           "early_stop_patience": 10**6, "learning_rate": s["lr"], "num_workers": 0, "ckpt_dir": str(out / "models"),
-          "output_dir": str(out / "train_log"), **loss}
+          "output_dir": str(out / "train_log"), "ce_weight": 1.0, **variant}
     if arm == "unet":
         return ["train.json", "unet.json"], ov
     ov.update({k: s[k] for k in ("hidden_size", "mlp_dim", "num_layers", "num_heads")})

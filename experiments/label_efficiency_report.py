@@ -24,9 +24,26 @@ NAMES = {"unet": "BasicUNet scratch", "scratch": "adapter scratch (patch 8)", "m
          "probe_mae_p8_e100": "frozen MAE (patch 8, 100 epochs) encoder + adapter",
          "probe_vasomim_p8_e100": "frozen VasoMIM (patch 8, 100 epochs) encoder + adapter",
          "unet_cl": "BasicUNet scratch, + clDice loss", "scratch_cl": "adapter scratch (patch 8), + clDice loss",
-         "vasomim_p8_cl": "VasoMIM pretrained at patch 8 → adapter (patch 8), + clDice loss"}
-CURVE_ARMS = ("unet", "scratch", "mae", "vasomim", "vasomim_fov", "mae_p8", "vasomim_p8", "mae_p8_e100",
-              "vasomim_p8_e100")
+         "vasomim_p8_cl": "VasoMIM pretrained at patch 8 → adapter (patch 8), + clDice loss",
+         "unet_dice": "BasicUNet scratch, Dice loss", "scratch_dice": "adapter scratch (patch 8), Dice loss",
+         "mae_p8_e100_dice": "MAE pretrained at patch 8, 100 epochs → adapter (patch 8), Dice loss",
+         "vasomim_p8_e100_dice": "VasoMIM pretrained at patch 8, 100 epochs → adapter (patch 8), Dice loss",
+         "unet_224": "BasicUNet scratch, 224² input",
+         "scratch_dice_224": "adapter scratch (patch 8), Dice loss, 224² input",
+         "vasomim_p8_e100_dice_224": "VasoMIM pretrained at patch 8, 100 epochs → adapter (patch 8), Dice loss, "
+                                     "224² input"}
+CURVE_ARMS = ("unet", "scratch", "mae_p8_e100", "vasomim_p8_e100", "unet_dice", "scratch_dice", "mae_p8_e100_dice",
+              "vasomim_p8_e100_dice", "unet_224", "scratch_dice_224", "vasomim_p8_e100_dice_224")
+"""The arms of the curve figure: the longest pretrainings and the baselines, with each fine-tuning loss and size."""
+
+
+def curve_style(arm: str) -> dict:
+    """Colour by base arm, dashed for the Dice loss, dotted with squares at 224²."""
+    base = arm.removesuffix("_224").removesuffix("_dice")
+    colour = f"C{list(dict.fromkeys(a.removesuffix('_224').removesuffix('_dice') for a in CURVE_ARMS)).index(base)}"
+    if arm.endswith("_224"):
+        return {"color": colour, "linestyle": ":", "marker": "s"}
+    return {"color": colour, "linestyle": "--" if arm.endswith("_dice") else "-", "marker": "o"}
 
 
 def _empty_row() -> dict:
@@ -104,21 +121,21 @@ def curve_figure(rows: dict, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
+    fig, axes = plt.subplots(1, 2, figsize=(10, 5.0))
     for ax, key, title in ((axes[0], "dice", "DSC (%)"), (axes[1], "cldice", "clDice (%)")):
         for arm in CURVE_ARMS:
             ns = sorted(n for a, n in rows if a == arm)
             if not ns:
                 continue
             stats = [mean_sd(rows[(arm, n)][key]) for n in ns]
-            ax.errorbar(ns, [100 * m for m, _ in stats], yerr=[100 * sd for _, sd in stats], marker="o", capsize=3,
-                        label=NAMES[arm])
+            ax.errorbar(ns, [100 * m for m, _ in stats], yerr=[100 * sd for _, sd in stats], capsize=3,
+                        label=NAMES[arm], **curve_style(arm))
         ax.set_xscale("log", base=2)
         ax.set_xlabel("labelled training images")
         ax.set_title(title)
         ax.grid(alpha=0.3)
-    axes[0].legend(fontsize=7)
-    fig.tight_layout()
+    fig.legend(*axes[0].get_legend_handles_labels(), loc="lower center", ncol=2, fontsize=7)
+    fig.tight_layout(rect=(0, 0.22, 1, 1))
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
     plt.close(fig)

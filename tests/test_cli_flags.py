@@ -77,3 +77,18 @@ def test_seg_flag_words(word, expected):
         loss = parser.get_parsed_content("loss")
     assert (net.vit.blocks[0].attn.qkv.bias is not None) is expected
     assert (loss.cldice is not None) is expected
+
+
+@pytest.mark.parametrize("ce_weight", [0.0, 1.0])
+def test_seg_ce_weight_selects_the_authors_dice_only_loss(ce_weight):
+    import torch
+    from monai.losses import DiceCELoss, DiceLoss
+
+    parser = parser_for(SEG, ("train.json",), {"ce_weight": ce_weight})
+    with bundle_scripts(SEG):
+        loss = parser.get_parsed_content("loss")
+    g = torch.Generator().manual_seed(0)
+    logits, target = torch.randn(2, 1, 16, 16, generator=g), (torch.rand(2, 1, 16, 16, generator=g) > 0.8).float()
+    dice = DiceLoss(sigmoid=True)(logits, target)
+    expected = dice if ce_weight == 0 else DiceCELoss(sigmoid=True)(logits, target)
+    torch.testing.assert_close(loss(logits, target), expected)

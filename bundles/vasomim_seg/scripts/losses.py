@@ -1,4 +1,4 @@
-"""Dice + BCE segmentation loss with an optional soft clDice term."""
+"""Dice (+ BCE) segmentation loss with an optional soft clDice term."""
 
 from __future__ import annotations
 
@@ -7,7 +7,8 @@ from monai.losses import DiceCELoss, SoftclDiceLoss
 
 
 class VesselSegLoss(torch.nn.Module):
-    """``DiceCELoss(sigmoid=True)`` (Dice + BCE-with-logits) plus ``cldice_weight * SoftclDiceLoss`` when enabled.
+    """``DiceCELoss(sigmoid=True)`` (Dice + ``lambda_ce`` x BCE-with-logits; ``lambda_ce`` 0 is the authors' Dice loss)
+    plus ``cldice_weight * SoftclDiceLoss`` when enabled.
 
     Args:
         use_cldice: add MONAI's soft clDice loss.
