@@ -38,9 +38,10 @@ CURVE_ARMS = ("unet", "scratch", "mae_p8_e100", "vasomim_p8_e100", "unet_dice", 
 
 
 def curve_style(arm: str) -> dict:
-    """Colour by base arm, dashed for the Dice loss, dotted with squares at 224²."""
-    base = arm.removesuffix("_224").removesuffix("_dice")
-    colour = f"C{list(dict.fromkeys(a.removesuffix('_224').removesuffix('_dice') for a in CURVE_ARMS)).index(base)}"
+    """Colour by base arm (the arm without its ``_dice``/``_224`` suffixes), dashed for the Dice loss, dotted with
+    squares at 224²."""
+    bases = [a.removesuffix("_224").removesuffix("_dice") for a in CURVE_ARMS]
+    colour = f"C{list(dict.fromkeys(bases)).index(bases[CURVE_ARMS.index(arm)])}"
     if arm.endswith("_224"):
         return {"color": colour, "linestyle": ":", "marker": "s"}
     return {"color": colour, "linestyle": "--" if arm.endswith("_dice") else "-", "marker": "o"}

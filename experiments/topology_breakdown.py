@@ -22,21 +22,22 @@ import torch
 from ignite.engine import Events
 from monai.bundle import ConfigParser
 from monai.engines import SupervisedEvaluator
-from skimage.morphology import skeletonize
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from label_efficiency import SCALES, seg_overrides  # noqa: E402
 from study.steps import REPO, SEG  # noqa: E402
 from study.tables import mean_sd  # noqa: E402
 
+sys.path[:0] = [str(SEG), str(REPO)]
+from scripts.cldice import cldice_2d, topology_scores  # noqa: E402  (the seg bundle's own clDice)
+
 
 def topology(prob: np.ndarray, label: np.ndarray, threshold: float) -> dict[str, float]:
-    """Tprec, Tsens, clDice, pixel precision and recall of ``prob`` (D1, D2) in [0, 1] against ``label`` (D1, D2)."""
+    """Tprec, Tsens, clDice (the bundle's, with its empty cases), pixel precision, recall and DSC of ``prob``
+    (D1, D2) in [0, 1] thresholded at ``threshold``, against ``label`` (D1, D2)."""
     p, g = prob >= threshold, label > 0
-    skel_p, skel_g = skeletonize(p), skeletonize(g)
-    tprec = (skel_p & g).sum() / max(skel_p.sum(), 1)
-    tsens = (skel_g & p).sum() / max(skel_g.sum(), 1)
-    return {"tprec": tprec, "tsens": tsens, "cldice": 2 * tprec * tsens / max(tprec + tsens, 1e-12),
+    tprec, tsens = topology_scores(p, g)
+    return {"tprec": tprec, "tsens": tsens, "cldice": cldice_2d(p, g),
             "precision": (p & g).sum() / max(p.sum(), 1), "recall": (p & g).sum() / max(g.sum(), 1),
             "dice": 2 * (p & g).sum() / max(p.sum() + g.sum(), 1)}
 
@@ -45,18 +46,14 @@ def probabilities(arm: str, n: int, seed: int, runs: Path, data: Path) -> list[t
     """(probability, label) pairs (D1, D2) of the val images, through the bundle's evaluator without its threshold."""
     configs, ov = seg_overrides(arm, n, seed, SCALES["cpu"], runs, data)
     ov.pop("pretrained_ckpt", None)
-    os.chdir(SEG)
-    sys.path.insert(0, str(SEG))
-    sys.path.insert(0, str(REPO))
     parser = ConfigParser()
     parser.read_meta(str(SEG / "configs" / "metadata.json"))
     parser.read_config([str(SEG / "configs" / c) for c in configs + ["evaluate.json"]])
-    parser.update({"bundle_root": str(SEG), **ov, "validate#dataset#data#part": "val", "num_threads": 1})
+    parser.update({"bundle_root": str(SEG), **ov, "validate#dataset#data#part": "val"})
     parser["validate#postprocessing#transforms"] = [t for t in parser["validate#postprocessing#transforms"]
                                                    if t["_target_"] != "AsDiscreted"]
     parser["validate#handlers"] = parser["validate#handlers"][:1]
     parser["validate#key_metric"], parser["validate#additional_metrics"] = None, None
-    torch.set_num_threads(1)
     evaluator: SupervisedEvaluator = parser.get_parsed_content("validate#evaluator")
     pairs = []
     evaluator.add_event_handler(Events.ITERATION_COMPLETED, lambda e: pairs.extend(
@@ -75,6 +72,8 @@ def main() -> None:
     parser.add_argument("--runs-dir", type=Path, default=REPO / "experiments" / "runs" / "labels_cpu")
     args = parser.parse_args()
     data, runs = Path(args.data_root).resolve(), args.runs_dir.resolve()
+    os.chdir(SEG)
+    torch.set_num_threads(1)
     keys = ("dice", "cldice", "tprec", "tsens", "precision", "recall")
     print("DSC, clDice, Tprec, Tsens, pixel precision and recall in %, mean ± sample sd over seeds of each 8-image "
           "mean\n")

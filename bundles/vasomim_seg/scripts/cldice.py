@@ -19,6 +19,13 @@ from monai.utils import MetricReduction
 from skimage.morphology import skeletonize
 
 
+def topology_scores(pred: np.ndarray, label: np.ndarray) -> tuple[float, float]:
+    """(Tprec, Tsens) of two binary 2D masks (D1, D2) (any dtype, nonzero = vessel); 0 where a skeleton is empty."""
+    p, g = np.asarray(pred) > 0, np.asarray(label) > 0
+    skel_p, skel_g = skeletonize(p), skeletonize(g)
+    return float((skel_p & g).sum() / max(skel_p.sum(), 1)), float((skel_g & p).sum() / max(skel_g.sum(), 1))
+
+
 def cldice_2d(pred: np.ndarray, label: np.ndarray) -> float:
     """clDice of two binary 2D masks (D1, D2) (any dtype, nonzero = vessel); see the module docstring for empty
     cases."""
@@ -27,9 +34,7 @@ def cldice_2d(pred: np.ndarray, label: np.ndarray) -> float:
         return 1.0
     if not p.any() or not g.any():
         return 0.0
-    skel_p, skel_g = skeletonize(p), skeletonize(g)
-    tprec = (skel_p & g).sum() / max(skel_p.sum(), 1)
-    tsens = (skel_g & p).sum() / max(skel_g.sum(), 1)
+    tprec, tsens = topology_scores(p, g)
     if tprec + tsens == 0:
         return 0.0
     return float(2.0 * tprec * tsens / (tprec + tsens))
