@@ -25,10 +25,14 @@ fixed iteration budget whatever the label count. Arms:
 
 Every step is a ``python -m monai.bundle run ...`` subprocess with a ``done.json`` marker (see ``reproduction.py``),
 so an interrupted study resumes. ``--test-dir DIR`` also evaluates every trained model on a folder of ``images/`` +
-``labels/`` and writes the same tables for it.
+``labels/`` and writes the same tables for it. ``--held-out`` makes such a folder of the 24 training images that no
+label set of 8 or fewer uses (the sets are nested), leaves them out of pretraining too, and evaluates every model
+on them: a test set that neither pretraining, fine-tuning nor checkpoint selection has seen (its own runs folder,
+``labels_<scale>_heldout``, and results, ``experiments/results/labels_heldout``).
 
     python experiments/label_efficiency.py --labels 4 8 --seeds 0 --arms unet scratch mae vasomim
     python experiments/label_efficiency.py --analysis-only
+    python experiments/label_efficiency.py --held-out --labels 4 8 --arms unet_224 vasomim_p8_e100_dice_224
     python experiments/label_efficiency.py --scale smoke --data-root ../shared/data   # pipeline check, minutes
 """
 
@@ -76,6 +80,8 @@ VARIANTS = {"_cl": {"use_cldice_loss": True}, "_dice": {"ce_weight": 0.0}, "_224
 ARMS = (BASE_ARMS + [f"{a}_cl" for a in ("unet", "scratch", "vasomim_p8")]
         + [f"{a}_dice" for a in ("unet", "scratch", "vasomim_p8_e100", "mae_p8_e100")]
         + ["unet_224", "scratch_dice_224", "vasomim_p8_e100_dice_224"])
+HELD_OUT_LABELS = 8
+"""``--held-out`` keeps out the training images outside the nested ``HELD_OUT_LABELS``-image label set."""
 PROTOCOL_LABELS = (8, 32)
 """Label counts of the arms that are not label-efficiency curves (VesselUNETR and the frozen probes)."""
 
@@ -95,15 +101,40 @@ def pretrained_arm(arm: str) -> str | None:
                 None)
 
 
-def pretrain(arm: str, s: dict, runs: Path, data: Path, threads: int, log: Path) -> dict:
-    """One pretraining (seed 0) with the vasomim_pretrain bundle, mask ratio 0.5 (the authors' script)."""
+def held_out(data: Path, runs: Path) -> tuple[Path, list[str]]:
+    """The training images outside the ``HELD_OUT_LABELS``-image label set, linked into ``runs/held_out/{images,
+    labels}`` (a ``--test-dir``), and the pretraining inputs without them (the DCA images they leave, linked into
+    ``runs/held_out/pretrain_dca``). The split is the seg bundle's own (``scripts.data``), as its training uses."""
+    sys.path.insert(0, str(SEG))
+    from scripts.data import folder_split, paired_datalist
+
+    dca = data / "xca_dca80_train"
+    train = folder_split(dca, 0.2, 0, "train")
+    kept = {d["image"] for d in folder_split(dca, 0.2, 0, "train", HELD_OUT_LABELS, 0)}
+    test = [d for d in train if d["image"] not in kept]
+    out = runs / "held_out"
+    for folder, paths in (("images", [d["image"] for d in test]), ("labels", [d["label"] for d in test]),
+                          ("pretrain_dca", [d["image"] for d in paired_datalist(dca) if d not in test])):
+        (out / folder).mkdir(parents=True, exist_ok=True)
+        for path in map(Path, paths):
+            link = out / folder / path.name
+            if not link.exists():
+                link.symlink_to(path)
+    inputs = [p for p in pretrain_dirs(data) if Path(p) != dca / "images"] + [str(out / "pretrain_dca")]
+    return out, inputs
+
+
+def pretrain(arm: str, s: dict, runs: Path, data: Path, threads: int, log: Path,
+             inputs: list[str] | None = None) -> dict:
+    """One pretraining (seed 0) with the vasomim_pretrain bundle, mask ratio 0.5 (the authors' script), on
+    ``inputs`` (default ``pretrain_dirs(data)``)."""
     step, out = runs / "pretrain" / arm, runs / "pretrain" / arm / "run"
     ov = {k: s[k] for k in ("img_size", "hidden_size", "mlp_dim", "num_layers", "num_heads", "decoder_hidden_size",
                             "decoder_mlp_dim", "decoder_num_layers", "decoder_num_heads", "blr", "warmup_epochs",
                             "segmentor_epochs", "segmentor_channels", "vesselness_sigmas")}
-    ov.update({"working_size": s["img_size"], "dataset_dir": pretrain_dirs(data), "output_dir": str(out), "seed": 0,
-               "max_epochs": s["pre_epochs"], "batch_size": s["pre_batch"], "mask_ratio": 0.5, "num_workers": 0,
-               "cache_workers": 1, "progress_bar": False, **PRETRAIN_ARMS[arm]})
+    ov.update({"working_size": s["img_size"], "dataset_dir": inputs or pretrain_dirs(data), "output_dir": str(out),
+               "seed": 0, "max_epochs": s["pre_epochs"], "batch_size": s["pre_batch"], "mask_ratio": 0.5,
+               "num_workers": 0, "cache_workers": 1, "progress_bar": False, **PRETRAIN_ARMS[arm]})
     if not (step / "done.json").exists() and list((out / "checkpoints").glob("*.pt")):
         ov["resume"] = True
     elif not (step / "done.json").exists() and out.exists():
@@ -188,6 +219,9 @@ def main() -> None:
                         help="run only these pretrainings (to run them in parallel processes)")
     parser.add_argument("--data-root", default=str(REPO.parent / "shared" / "data"))
     parser.add_argument("--test-dir", type=Path, help="also evaluate every model on DIR/images + DIR/labels")
+    parser.add_argument("--held-out", action="store_true",
+                        help=f"test on the training images outside the {HELD_OUT_LABELS}-label set, kept out of "
+                             "pretraining too (labels <= 8)")
     parser.add_argument("--runs-dir", type=Path)
     parser.add_argument("--threads", type=int, default=1, help="OMP threads of each bundle subprocess")
     parser.add_argument("--analysis-only", action="store_true")
@@ -195,26 +229,35 @@ def main() -> None:
 
     s = SCALES[args.scale]
     data = Path(args.data_root).resolve()
-    runs = (args.runs_dir or REPO / "experiments" / "runs" / f"labels_{args.scale}").resolve()
+    name = f"labels_{args.scale}" + ("_heldout" if args.held_out else "")
+    runs = (args.runs_dir or REPO / "experiments" / "runs" / name).resolve()
     runs.mkdir(parents=True, exist_ok=True)
     (runs / "scale.json").write_text(json.dumps(s, indent=1))
     log = runs / "steps.jsonl"
-    test_dir = args.test_dir.resolve() if args.test_dir else None
+    test_dir, inputs = args.test_dir.resolve() if args.test_dir else None, None
+    test_name = f"the images of {test_dir} (--test-dir)" if test_dir else None
+    if args.held_out:
+        if args.test_dir or (max(args.labels) > HELD_OUT_LABELS and not args.analysis_only):
+            parser.error(f"--held-out makes its own test folder and takes --labels up to {HELD_OUT_LABELS}")
+        test_dir, inputs = held_out(data, runs)
+        test_name = (f"the {len(list((test_dir / 'images').iterdir()))} held-out training images (--held-out), "
+                     "unseen by pretraining, fine-tuning and checkpoint selection")
     if args.pretrain_only is not None:
         for arm in args.pretrain_only:
-            pretrain(arm, s, runs, data, args.threads, log)
+            pretrain(arm, s, runs, data, args.threads, log, inputs)
         return
     if not args.analysis_only:
         needed = [p for p in PRETRAIN_ARMS if any(pretrained_arm(a) == p for a in args.arms)]
         for arm in needed:
-            pretrain(arm, s, runs, data, args.threads, log)
+            pretrain(arm, s, runs, data, args.threads, log, inputs)
         for arm, n, seed in plan(args.arms, args.labels, args.seeds):
             finetune(arm, n, seed, s, runs, data, args.threads, log, test_dir)
     if args.scale == "cpu":
-        write_report(runs, REPO / "experiments" / "results" / "labels", REPO / "docs" / "figures" / "labels", s,
-                     test=test_dir is not None)
+        sub = "labels_heldout" if args.held_out else "labels"
+        write_report(runs, REPO / "experiments" / "results" / sub, REPO / "docs" / "figures" / sub, s,
+                     test=test_name)
     else:
-        write_report(runs, runs / "results", runs / "figures", s, test=test_dir is not None)
+        write_report(runs, runs / "results", runs / "figures", s, test=test_name)
 
 
 if __name__ == "__main__":

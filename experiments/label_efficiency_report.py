@@ -185,13 +185,14 @@ def pretraining_curves(kept: Path, path: Path) -> list[str]:
     return lines
 
 
-def write_report(runs: Path, results: Path, figures: Path, s: dict, test: bool = False) -> None:
-    """Writes ``labels.md``/``labels.csv`` (and ``labels_test.*``), the curve figure and the pretraining curves."""
+def write_report(runs: Path, results: Path, figures: Path, s: dict, test: str | None = None) -> None:
+    """Writes ``labels.md``/``labels.csv`` (and, when ``test`` names the test images, ``labels_test.*``), the curve
+    figure and the pretraining curves."""
     results.mkdir(parents=True, exist_ok=True)
-    caption = (f"{s['img_size']}² input, ViT {s['hidden_size']}-d/{s['num_layers']} layers, {s['iterations']} "
-               f"fine-tuning iterations of batch {s['seg_batch']} whatever the label count, nested label subsets of "
-               "the 32 training images of xca_dca80_train (split seed 0). DSC and clDice (%), mean ± sd over "
-               "fine-tuning seeds (number of seeds in brackets)")
+    caption = (f"{s['img_size']}² input unless the arm says otherwise, ViT {s['hidden_size']}-d/{s['num_layers']} "
+               f"layers, {s['iterations']} fine-tuning iterations of batch {s['seg_batch']} whatever the label count, "
+               "nested label subsets of the 32 training images of xca_dca80_train (split seed 0). DSC and clDice (%), "
+               "mean ± sd over fine-tuning seeds (number of seeds in brackets)")
     md = []
     for split in ("val", "test") if test else ("val",):
         csv_path = results / f"labels{'' if split == 'val' else '_test'}.csv"
@@ -199,11 +200,12 @@ def write_report(runs: Path, results: Path, figures: Path, s: dict, test: bool =
         if not rows:
             continue
         labels = sorted({n for _, n in rows})
-        where = "the 8 validation images" if split == "val" else "the test folder (--test-dir)"
+        where = "the 8 validation images" if split == "val" else test
         fine_tuned = [*CURVE_ARMS, *(a for a in NAMES if a not in CURVE_ARMS and not a.startswith("probe_"))]
         md += table(rows, fine_tuned, labels, f"Fine-tuned, on {where}: {caption}.") + [""]
-        md += table(rows, [a for a in NAMES if a.startswith("probe_")], labels,
-                    f"Frozen-encoder probe (only the adapter trained), on {where}.") + [""]
+        probes = [a for a in NAMES if a.startswith("probe_") and any(a == arm for arm, _ in rows)]
+        if probes:
+            md += table(rows, probes, labels, f"Frozen-encoder probe (only the adapter trained), on {where}.") + [""]
         write_csv(rows, csv_path)
         curve_figure(rows, figures / f"label_efficiency{'' if split == 'val' else '_test'}.png")
     keep_pretraining_metrics(runs, results / "pretraining")

@@ -42,14 +42,19 @@ def topology(prob: np.ndarray, label: np.ndarray, threshold: float) -> dict[str,
             "dice": 2 * (p & g).sum() / max(p.sum() + g.sum(), 1)}
 
 
-def probabilities(arm: str, n: int, seed: int, runs: Path, data: Path) -> list[tuple[np.ndarray, np.ndarray]]:
-    """(probability, label) pairs (D1, D2) of the val images, through the bundle's evaluator without its threshold."""
+def probabilities(arm: str, n: int, seed: int, runs: Path, data: Path,
+                  test_dir: Path | None = None) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(probability, label) pairs (D1, D2) of the val images (or of all of ``test_dir``), through the bundle's
+    evaluator without its threshold."""
     configs, ov = seg_overrides(arm, n, seed, SCALES["cpu"], runs, data)
     ov.pop("pretrained_ckpt", None)
+    ov["validate#dataset#data#part"] = "val" if test_dir is None else "all"
+    if test_dir is not None:
+        ov["dataset_dir"] = str(test_dir)
     parser = ConfigParser()
     parser.read_meta(str(SEG / "configs" / "metadata.json"))
     parser.read_config([str(SEG / "configs" / c) for c in configs + ["evaluate.json"]])
-    parser.update({"bundle_root": str(SEG), **ov, "validate#dataset#data#part": "val"})
+    parser.update({"bundle_root": str(SEG), **ov})
     parser["validate#postprocessing#transforms"] = [t for t in parser["validate#postprocessing#transforms"]
                                                    if t["_target_"] != "AsDiscreted"]
     parser["validate#handlers"] = parser["validate#handlers"][:1]
