@@ -174,16 +174,22 @@ def seg_overrides(arm: str, n: int, seed: int, s: dict, runs: Path, data: Path) 
     return configs, ov
 
 
+def evaluate_overrides(arm: str, n: int, seed: int, s: dict, runs: Path, data: Path,
+                       test_dir: Path | None = None) -> tuple[list[str], dict]:
+    """Config files and overrides that evaluate the trained model on the val split (or on all of ``test_dir``)."""
+    configs, ov = seg_overrides(arm, n, seed, s, runs, data)
+    ov.pop("pretrained_ckpt", None)
+    ov["validate#dataset#data#part"] = "val" if test_dir is None else "all"
+    if test_dir is not None:
+        ov["dataset_dir"] = str(test_dir)
+    return configs + ["evaluate.json"], ov
+
+
 def evaluate_cmd(arm: str, n: int, seed: int, s: dict, runs: Path, data: Path, out: Path,
                  test_dir: Path | None = None) -> list[str]:
     """``run evaluating`` of the trained model on the val split (or on all of ``test_dir``), at source resolution."""
-    configs, ov = seg_overrides(arm, n, seed, s, runs, data)
-    ov.pop("pretrained_ckpt", None)
-    ov.update({"validate#dataset#data#part": "val" if test_dir is None else "all", "output_dir": str(out / "eval"),
-               **rerun(out)})
-    if test_dir is not None:
-        ov["dataset_dir"] = str(test_dir)
-    return bundle_cmd(SEG, "evaluating", configs + ["evaluate.json"], ov)
+    configs, ov = evaluate_overrides(arm, n, seed, s, runs, data, test_dir)
+    return bundle_cmd(SEG, "evaluating", configs, {**ov, "output_dir": str(out / "eval"), **rerun(out)})
 
 
 def finetune(arm: str, n: int, seed: int, s: dict, runs: Path, data: Path, threads: int, log: Path,

@@ -13,7 +13,6 @@ and on how many images the first arm is ahead.
 from __future__ import annotations
 
 import argparse
-import csv
 import sys
 from pathlib import Path
 
@@ -22,19 +21,18 @@ from scipy import stats
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from study.steps import REPO  # noqa: E402
+from study.tables import per_image_named  # noqa: E402
 
-FILES = {"dice": "val_mean_dice_raw.csv", "cldice": "val_cldice_raw.csv"}
+KEYS = ("dice", "cldice")
 
 
 def image_scores(runs: Path, arm: str, n: int, split: str) -> dict[str, dict[str, list[float]]]:
-    """{metric: {image name: [score of each seed]}} of ``arm`` at ``n`` labels on ``split`` ("val" or "test")."""
-    out: dict[str, dict[str, list[float]]] = {k: {} for k in FILES}
+    """{metric: {image path: [score of each seed]}} of ``arm`` at ``n`` labels on ``split`` ("val" or "test")."""
+    out: dict[str, dict[str, list[float]]] = {k: {} for k in KEYS}
     for eval_dir in sorted((runs / "seg" / arm / f"n{n}").glob(f"seed*/{split}/eval")):
-        for key, name in FILES.items():
-            with open(eval_dir / name) as f:
-                for row in list(csv.reader(f))[1:]:
-                    if row and row[0] not in ("mean", "std", "median", "min", "max"):
-                        out[key].setdefault(Path(row[0]).name, []).append(float(row[-1]))
+        for key, values in per_image_named(eval_dir).items():
+            for path, value in values.items():
+                out[key].setdefault(path, []).append(value)
     return out
 
 
@@ -68,7 +66,7 @@ def main() -> None:
                 continue
             seeds = (len(next(iter(mine["dice"].values()))), len(next(iter(theirs["dice"].values()))))
             cells = []
-            for key in FILES:
+            for key in KEYS:
                 m, lo, hi, ahead, count = paired(mine[key], theirs[key])
                 cells += [f"{m:+.1f} [{lo:+.1f}, {hi:+.1f}]", f"{ahead} / {count}"]
             print(f"| {peer} | {n} | {seeds[0]}, {seeds[1]} | " + " | ".join(cells) + " |")

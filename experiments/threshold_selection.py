@@ -36,9 +36,10 @@ def scores(pairs: list[tuple[np.ndarray, np.ndarray]], threshold: float) -> dict
     return {k: 100 * float(np.mean([r[k] for r in rows])) for k in KEYS}
 
 
-def select(val: list[tuple[np.ndarray, np.ndarray]], thresholds: list[float]) -> float:
-    """The threshold with the best mean of DSC and clDice on ``val`` (the lowest such threshold on a tie)."""
-    return max(thresholds, key=lambda t: (sum(scores(val, t).values()), -t))
+def select(val_scores: dict[float, dict[str, float]]) -> float:
+    """The threshold with the best mean of DSC and clDice in ``val_scores`` ({threshold: scores}; the lowest such
+    threshold on a tie)."""
+    return max(val_scores, key=lambda t: (sum(val_scores[t].values()), -t))
 
 
 def main() -> None:
@@ -70,11 +71,12 @@ def main() -> None:
                     continue
                 val = probabilities(arm, n, seed, runs, data)
                 test = probabilities(arm, n, seed, runs, data, test_dir)
-                t = select(val, args.thresholds)
+                val_scores = {thr: scores(val, thr) for thr in {*args.thresholds, 0.5}}
+                t = select({thr: val_scores[thr] for thr in args.thresholds})
                 chosen.append(t)
-                for col, pairs, thr in (("val05", val, 0.5), ("val", val, t), ("test05", test, 0.5),
-                                        ("test", test, t)):
-                    cols[col].append(scores(pairs, thr))
+                for col, result in (("val05", val_scores[0.5]), ("val", val_scores[t]),
+                                    ("test05", scores(test, 0.5)), ("test", scores(test, t))):
+                    cols[col].append(result)
             if chosen:
                 cells = [" / ".join("{:.1f} ± {:.1f}".format(*mean_sd([s[k] for s in cols[c]])) for k in KEYS)
                          for c in ("val05", "val", "test05", "test")]

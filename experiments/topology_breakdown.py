@@ -24,7 +24,7 @@ from monai.bundle import ConfigParser
 from monai.engines import SupervisedEvaluator
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from label_efficiency import SCALES, seg_overrides  # noqa: E402
+from label_efficiency import SCALES, evaluate_overrides  # noqa: E402
 from study.steps import REPO, SEG  # noqa: E402
 from study.tables import mean_sd  # noqa: E402
 
@@ -46,14 +46,10 @@ def probabilities(arm: str, n: int, seed: int, runs: Path, data: Path,
                   test_dir: Path | None = None) -> list[tuple[np.ndarray, np.ndarray]]:
     """(probability, label) pairs (D1, D2) of the val images (or of all of ``test_dir``), through the bundle's
     evaluator without its threshold."""
-    configs, ov = seg_overrides(arm, n, seed, SCALES["cpu"], runs, data)
-    ov.pop("pretrained_ckpt", None)
-    ov["validate#dataset#data#part"] = "val" if test_dir is None else "all"
-    if test_dir is not None:
-        ov["dataset_dir"] = str(test_dir)
+    configs, ov = evaluate_overrides(arm, n, seed, SCALES["cpu"], runs, data, test_dir)
     parser = ConfigParser()
     parser.read_meta(str(SEG / "configs" / "metadata.json"))
-    parser.read_config([str(SEG / "configs" / c) for c in configs + ["evaluate.json"]])
+    parser.read_config([str(SEG / "configs" / c) for c in configs])
     parser.update({"bundle_root": str(SEG), **ov})
     parser["validate#postprocessing#transforms"] = [t for t in parser["validate#postprocessing#transforms"]
                                                    if t["_target_"] != "AsDiscreted"]

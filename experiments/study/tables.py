@@ -10,14 +10,21 @@ from pathlib import Path
 from .arms import BAR, LABELS, base_arm
 
 
-def per_image(eval_dir: Path) -> dict:
-    """Per-image DSC and clDice from MetricsSaver's ``*_raw.csv`` files: {"dice": [...], "cldice": [...]}."""
+def per_image_named(eval_dir: Path) -> dict[str, dict[str, float]]:
+    """Per-image DSC and clDice from MetricsSaver's ``*_raw.csv`` files, by image path in file order:
+    {"dice": {path: value}, "cldice": {path: value}}."""
     result = {}
     for key, name in (("dice", "val_mean_dice_raw.csv"), ("cldice", "val_cldice_raw.csv")):
         with open(eval_dir / name) as f:
             rows = list(csv.reader(f))
-        result[key] = [float(r[-1]) for r in rows[1:] if r and r[0] not in ("mean", "std", "median", "min", "max")]
+        result[key] = {r[0]: float(r[-1]) for r in rows[1:]
+                       if r and r[0] not in ("mean", "std", "median", "min", "max")}
     return result
+
+
+def per_image(eval_dir: Path) -> dict:
+    """Per-image DSC and clDice from MetricsSaver's ``*_raw.csv`` files: {"dice": [...], "cldice": [...]}."""
+    return {key: list(values.values()) for key, values in per_image_named(eval_dir).items()}
 
 
 def mean_sd(values: list[float]) -> tuple[float, float]:
