@@ -19,6 +19,8 @@ fixed iteration budget whatever the label count. Arms:
   alone (``--ce_weight 0.0``), as the authors (CheXWorld's ``DiceLoss(sigmoid=True)``);
 * ``unet_224``, ``scratch_dice_224``, ``vasomim_p8_e100_dice_224``: fine-tuned and evaluated at 224², the authors'
   input size (28×28 tokens at patch 8), instead of 128²;
+* ``vasomim_i224_e100_dice_224``: VasoMIM pretrained as the authors do, at 224² and patch 16 (14×14 tokens; the
+  kernel is resized to 8 for fine-tuning), 100 epochs, so that pretraining sees the vessels at the fine-tuning scale;
 * ``vasomim_unetr``: VasoMIM fine-tuned through ``VesselUNETR`` (``unetr.json``, patch 16), to isolate the protocol;
 * ``probe_random``, ``probe_mae``, ``probe_vasomim``: the encoder frozen (``--freeze_encoder true``), only the adapter
   trained.
@@ -72,6 +74,8 @@ PRETRAIN_ARMS |= {f"{name}_p8": {**PRETRAIN_ARMS[source], "patch_size": 8}
                   for name, source in (("mae", "mae"), ("vasomim", "vasomim_fov"))}
 PRETRAIN_ARMS |= {f"{name}_e100": {**PRETRAIN_ARMS[name], "max_epochs": 100, "warmup_epochs": 10}
                   for name in ("mae_p8", "vasomim_p8")}
+PRETRAIN_ARMS["vasomim_i224_e100"] = {**PRETRAIN_ARMS["vasomim_p8_e100"], "img_size": 224, "working_size": 224,
+                                      "patch_size": 16}
 BASE_ARMS = ["unet", "scratch", "mae", "vasomim", "vasomim_fov", "mae_p8", "vasomim_p8", "mae_p8_e100",
              "vasomim_p8_e100", "vasomim_unetr", "probe_random", "probe_mae", "probe_vasomim", "probe_vasomim_fov",
              "probe_mae_p8", "probe_vasomim_p8", "probe_mae_p8_e100", "probe_vasomim_p8_e100"]
@@ -79,7 +83,7 @@ VARIANTS = {"_cl": {"use_cldice_loss": True}, "_dice": {"ce_weight": 0.0}, "_224
 """Arm-name suffixes (they stack, e.g. ``_dice_224``) that change the fine-tuning of their base arm."""
 ARMS = (BASE_ARMS + [f"{a}_cl" for a in ("unet", "scratch", "vasomim_p8")]
         + [f"{a}_dice" for a in ("unet", "scratch", "vasomim_p8_e100", "mae_p8_e100")]
-        + ["unet_224", "scratch_dice_224", "vasomim_p8_e100_dice_224"])
+        + ["unet_224", "scratch_dice_224", "vasomim_p8_e100_dice_224", "vasomim_i224_e100_dice_224"])
 HELD_OUT_LABELS = 8
 """``--held-out`` keeps out the training images outside the nested ``HELD_OUT_LABELS``-image label set."""
 PROTOCOL_LABELS = (8, 32)

@@ -31,9 +31,12 @@ NAMES = {"unet": "BasicUNet scratch", "scratch": "adapter scratch (patch 8)", "m
          "unet_224": "BasicUNet scratch, 224² input",
          "scratch_dice_224": "adapter scratch (patch 8), Dice loss, 224² input",
          "vasomim_p8_e100_dice_224": "VasoMIM pretrained at patch 8, 100 epochs → adapter (patch 8), Dice loss, "
-                                     "224² input"}
+                                     "224² input",
+         "vasomim_i224_e100_dice_224": "VasoMIM pretrained at 224² and patch 16, 100 epochs → adapter (patch 8), "
+                                       "Dice loss, 224² input"}
 CURVE_ARMS = ("unet", "scratch", "mae_p8_e100", "vasomim_p8_e100", "unet_dice", "scratch_dice", "mae_p8_e100_dice",
-              "vasomim_p8_e100_dice", "unet_224", "scratch_dice_224", "vasomim_p8_e100_dice_224")
+              "vasomim_p8_e100_dice", "unet_224", "scratch_dice_224", "vasomim_p8_e100_dice_224",
+              "vasomim_i224_e100_dice_224")
 """The arms of the curve figure: the longest pretrainings and the baselines, with each fine-tuning loss and size."""
 
 

@@ -1,12 +1,13 @@
 """Does an operating point chosen on the validation images change who wins on held-out angiograms?
 
-The seg bundle thresholds its sigmoid at 0.5. The label-efficiency study found that the two networks miss that point
-in opposite directions: the ViT adapter under-segments (thin branches lost, low Tsens) and the BasicUNet
-over-segments (``topology_breakdown.py``). This script gives every trained model of a ``label_efficiency.py
---held-out`` run the threshold a user would pick with the data they have: for each model, the threshold of
-``--thresholds`` with the best mean of DSC and clDice on the 8 validation images (which also picked its checkpoint).
-It then scores the 24 held-out images, which neither pretraining, fine-tuning nor selection saw, at that threshold
-and at 0.5. The probabilities come from the bundle's own evaluator (``topology_breakdown.probabilities``).
+The seg bundle thresholds its sigmoid at its ``threshold`` id, 0.5 by default (``--threshold 0.7`` on any of its
+entry points sets another; the value chosen here is what a user would pass). The label-efficiency study found that
+the two networks miss 0.5 in opposite directions: the ViT adapter under-segments (thin branches lost, low Tsens) and
+the BasicUNet over-segments (``topology_breakdown.py``). This script gives every trained model of a
+``label_efficiency.py --held-out`` run the threshold a user would pick with the data they have: for each model, the
+threshold of ``--thresholds`` with the best mean of DSC and clDice on the 8 validation images (which also picked its
+checkpoint). It then scores the 24 held-out images, which neither pretraining, fine-tuning nor selection saw, at that
+threshold and at 0.5. The probabilities come from the bundle's own evaluator (``topology_breakdown.probabilities``).
 
     python experiments/threshold_selection.py --arms unet_224 scratch_dice_224 vasomim_p8_e100_dice_224 \\
         --labels 2 4 8 > experiments/results/labels_heldout/threshold.md

@@ -52,7 +52,7 @@ def probabilities(arm: str, n: int, seed: int, runs: Path, data: Path,
     parser.read_config([str(SEG / "configs" / c) for c in configs])
     parser.update({"bundle_root": str(SEG), **ov})
     parser["validate#postprocessing#transforms"] = [t for t in parser["validate#postprocessing#transforms"]
-                                                   if t["_target_"] != "AsDiscreted"]
+                                                   if t["_target_"] != "scripts.threshold.VesselMaskd"]
     parser["validate#handlers"] = parser["validate#handlers"][:1]
     parser["validate#key_metric"], parser["validate#additional_metrics"] = None, None
     evaluator: SupervisedEvaluator = parser.get_parsed_content("validate#evaluator")
