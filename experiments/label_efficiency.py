@@ -15,12 +15,17 @@ fixed iteration budget whatever the label count. Arms:
 * ``mae_p8_e100``, ``vasomim_p8_e100``: the same, pretrained 100 epochs (10 of warm-up) instead of 30 (3);
 * ``unet_cl``, ``scratch_cl``, ``vasomim_p8_cl``: these arms fine-tuned with Dice + BCE + 0.5 soft clDice
   (``--use_cldice_loss true``) instead of Dice + BCE;
+* ``vasomim_p8_e100_cl_dice_224``, ``unet_cl_224``: the 224² arms with the soft clDice term added to their own loss
+  (Dice + 0.5 soft clDice for VasoMIM, Dice + BCE + 0.5 soft clDice for the U-Net);
 * ``unet_dice``, ``scratch_dice``, ``vasomim_p8_e100_dice``, ``mae_p8_e100_dice``: fine-tuned with the Dice loss
   alone (``--ce_weight 0.0``), as the authors (CheXWorld's ``DiceLoss(sigmoid=True)``);
 * ``unet_224``, ``scratch_dice_224``, ``vasomim_p8_e100_dice_224``: fine-tuned and evaluated at 224², the authors'
   input size (28×28 tokens at patch 8), instead of 128²;
 * ``vasomim_i224_e100_dice_224``: VasoMIM pretrained as the authors do, at 224² and patch 16 (14×14 tokens; the
   kernel is resized to 8 for fine-tuning), 100 epochs, so that pretraining sees the vessels at the fine-tuning scale;
+* ``vasomim_p8_e100_w256_dice_224``: ``vasomim_p8_e100`` with the bundle's working size (256) and its Frangi scales
+  (1–4): the random crops are taken from 256² frames, not 128² ones, so the 128² inputs keep the detail of thin
+  branches at the 16×16 token grid and the cost of ``vasomim_p8_e100``;
 * ``vasomim_unetr``: VasoMIM fine-tuned through ``VesselUNETR`` (``unetr.json``, patch 16), to isolate the protocol;
 * ``probe_random``, ``probe_mae``, ``probe_vasomim``: the encoder frozen (``--freeze_encoder true``), only the adapter
   trained.
@@ -76,6 +81,8 @@ PRETRAIN_ARMS |= {f"{name}_e100": {**PRETRAIN_ARMS[name], "max_epochs": 100, "wa
                   for name in ("mae_p8", "vasomim_p8")}
 PRETRAIN_ARMS["vasomim_i224_e100"] = {**PRETRAIN_ARMS["vasomim_p8_e100"], "img_size": 224, "working_size": 224,
                                       "patch_size": 16}
+PRETRAIN_ARMS["vasomim_p8_e100_w256"] = {**PRETRAIN_ARMS["vasomim_p8_e100"], "working_size": 256,
+                                         "vesselness_sigmas": [1, 2, 3, 4]}
 BASE_ARMS = ["unet", "scratch", "mae", "vasomim", "vasomim_fov", "mae_p8", "vasomim_p8", "mae_p8_e100",
              "vasomim_p8_e100", "vasomim_unetr", "probe_random", "probe_mae", "probe_vasomim", "probe_vasomim_fov",
              "probe_mae_p8", "probe_vasomim_p8", "probe_mae_p8_e100", "probe_vasomim_p8_e100"]
@@ -83,7 +90,8 @@ VARIANTS = {"_cl": {"use_cldice_loss": True}, "_dice": {"ce_weight": 0.0}, "_224
 """Arm-name suffixes (they stack, e.g. ``_dice_224``) that change the fine-tuning of their base arm."""
 ARMS = (BASE_ARMS + [f"{a}_cl" for a in ("unet", "scratch", "vasomim_p8")]
         + [f"{a}_dice" for a in ("unet", "scratch", "vasomim_p8_e100", "mae_p8_e100")]
-        + ["unet_224", "scratch_dice_224", "vasomim_p8_e100_dice_224", "vasomim_i224_e100_dice_224"])
+        + ["unet_224", "scratch_dice_224", "vasomim_p8_e100_dice_224", "vasomim_i224_e100_dice_224",
+           "vasomim_p8_e100_w256_dice_224", "vasomim_p8_e100_cl_dice_224", "unet_cl_224"])
 HELD_OUT_LABELS = 8
 """``--held-out`` keeps out the training images outside the nested ``HELD_OUT_LABELS``-image label set."""
 PROTOCOL_LABELS = (8, 32)

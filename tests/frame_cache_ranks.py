@@ -1,5 +1,6 @@
 """Helper run by tests/test_frame_cache.py under torchrun (gloo): builds a FrameCacheDataset whose vesselness calls
-are counted, then draws one DistributedSampler epoch. Usage: frame_cache_ranks.py DATALIST_JSON OUT_DIR MODE CACHE_DIR.
+are counted, then draws one DistributedSampler epoch. Usage: frame_cache_ranks.py DATALIST_JSON OUT_DIR MODE CACHE_DIR
+[LAG]: with LAG seconds, rank 1 reads the disk store's row states that much later than rank 0 (a loaded machine).
 
 Writes OUT_DIR/calls-<rank>.txt (one "path|frame" line per vesselness computed by that rank) and
 OUT_DIR/rank-<rank>.json
@@ -8,6 +9,7 @@ OUT_DIR/rank-<rank>.json
 
 import json
 import sys
+import time
 from pathlib import Path
 
 import torch.distributed as dist
@@ -16,6 +18,7 @@ from monai.transforms import Compose, EnsureTyped, Resized, SelectItemsd
 
 from transforms import FrangiVesselnessd, LoadAngiogramd, VesselPseudoMaskd
 from transforms.frame_cache import FrameCacheDataset
+from transforms.frame_store import DiskRows
 
 KEYS = ["image", "vessel_mask"]
 
@@ -33,9 +36,22 @@ class CountedVesselness:
         return self.inner(d)
 
 
-def main(datalist_json, out_dir, mode, cache_dir):
+def lag_states(seconds: float) -> None:
+    """Delays each ``DiskRows.states`` call of this process by ``seconds``."""
+    states = DiskRows.states
+
+    def late(self):
+        time.sleep(seconds)
+        return states(self)
+
+    DiskRows.states = late
+
+
+def main(datalist_json, out_dir, mode, cache_dir, lag="0"):
     dist.init_process_group("gloo")
     rank, out = dist.get_rank(), Path(out_dir)
+    if rank == 1 and float(lag) > 0:
+        lag_states(float(lag))
     data = json.loads(Path(datalist_json).read_text())
     transform = Compose([
         LoadAngiogramd("image"), Resized("image", (32, 32), mode="area"), CountedVesselness(out / f"calls-{rank}.txt"),
@@ -53,4 +69,4 @@ def main(datalist_json, out_dir, mode, cache_dir):
 
 
 if __name__ == "__main__":
-    main(*sys.argv[1:5])
+    main(*sys.argv[1:6])

@@ -132,10 +132,12 @@ def test_bad_file_gives_one_manifest_line_and_the_rest_is_cached(tmp_path, mode)
     assert torch.isfinite(ds[1]["image"]).all()
 
 
-@pytest.mark.parametrize("mode", ["disk", "ram"])
-def test_two_gloo_ranks_compute_each_vesselness_once(tmp_path, mode):
+@pytest.mark.parametrize("mode, lag", [("disk", 0), ("ram", 0), ("disk", 2)])
+def test_two_gloo_ranks_compute_each_vesselness_once(tmp_path, mode, lag):
     """2 ranks on one machine: every frame's vesselness is computed by exactly one rank, both ranks share the work,
-    and over an epoch the DistributedSampler gives each rank its share of every cached frame."""
+    and over an epoch the DistributedSampler gives each rank its share of every cached frame. With a lag, rank 1
+    reads the disk store's row states 2 s after rank 0 (as on a loaded machine): rank 0 must not have written rows
+    by then, or the two ranks split different lists (a frame computed twice, another never: it was then rejected)."""
     data = [{"image": str(p), "frame": None} for p in DCA[:12]] + [{"image": str(CINE), "frame": f}
                                                                   for f in range(0, 96, 8)]
     datalist = tmp_path / "datalist.json"
@@ -143,7 +145,8 @@ def test_two_gloo_ranks_compute_each_vesselness_once(tmp_path, mode):
     out = tmp_path / "out"
     out.mkdir()
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-           str(REPO / "tests" / "frame_cache_ranks.py"), str(datalist), str(out), mode, str(tmp_path / "cache")]
+           str(REPO / "tests" / "frame_cache_ranks.py"), str(datalist), str(out), mode, str(tmp_path / "cache"),
+           str(lag)]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
     proc = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=240, env=env, check=False)
     assert proc.returncode == 0, proc.stderr[-6000:]

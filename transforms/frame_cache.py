@@ -202,6 +202,7 @@ class FrameCacheDataset(Dataset):
             if state[r] == STATE_PENDING:
                 first.setdefault(r, i)
         todo = sorted(first.values())[index_in_group::group_size]
+        ranks.barrier()  # the split holds only if every rank read the states before any row was written
         bad_log = directory / "rejected.jsonl"
 
         def write(index, raw):
