@@ -25,7 +25,7 @@ fixed iteration budget whatever the label count. Arms:
   kernel is resized to 8 for fine-tuning), 100 epochs, so that pretraining sees the vessels at the fine-tuning scale;
 * ``vasomim_p8_e100_w256_dice_224``: ``vasomim_p8_e100`` with the bundle's working size (256) and its Frangi scales
   (1–4): the random crops are taken from 256² frames, not 128² ones, so the 128² inputs keep the detail of thin
-  branches at the 16×16 token grid and the cost of ``vasomim_p8_e100``;
+  branches at the 16×16 token grid of ``vasomim_p8_e100``;
 * ``vasomim_unetr``: VasoMIM fine-tuned through ``VesselUNETR`` (``unetr.json``, patch 16), to isolate the protocol;
 * ``probe_random``, ``probe_mae``, ``probe_vasomim``: the encoder frozen (``--freeze_encoder true``), only the adapter
   trained.
