@@ -26,6 +26,8 @@ fixed iteration budget whatever the label count. Arms:
 * ``vasomim_p8_e100_w256_dice_224``: ``vasomim_p8_e100`` with the bundle's working size (256) and its Frangi scales
   (1–4): the random crops are taken from 256² frames, not 128² ones, so the 128² inputs keep the detail of thin
   branches at the 16×16 token grid of ``vasomim_p8_e100``;
+* ``vasomim_p8_e200_dice_224``: ``vasomim_p8_e100`` pretrained 200 epochs (the same 10 of warm-up, as MAE keeps
+  its 40 whatever the length), since its L_rec still fell at epoch 100;
 * ``vasomim_unetr``: VasoMIM fine-tuned through ``VesselUNETR`` (``unetr.json``, patch 16), to isolate the protocol;
 * ``probe_random``, ``probe_mae``, ``probe_vasomim``: the encoder frozen (``--freeze_encoder true``), only the adapter
   trained.
@@ -83,6 +85,7 @@ PRETRAIN_ARMS["vasomim_i224_e100"] = {**PRETRAIN_ARMS["vasomim_p8_e100"], "img_s
                                       "patch_size": 16}
 PRETRAIN_ARMS["vasomim_p8_e100_w256"] = {**PRETRAIN_ARMS["vasomim_p8_e100"], "working_size": 256,
                                          "vesselness_sigmas": [1, 2, 3, 4]}
+PRETRAIN_ARMS["vasomim_p8_e200"] = {**PRETRAIN_ARMS["vasomim_p8_e100"], "max_epochs": 200}
 BASE_ARMS = ["unet", "scratch", "mae", "vasomim", "vasomim_fov", "mae_p8", "vasomim_p8", "mae_p8_e100",
              "vasomim_p8_e100", "vasomim_unetr", "probe_random", "probe_mae", "probe_vasomim", "probe_vasomim_fov",
              "probe_mae_p8", "probe_vasomim_p8", "probe_mae_p8_e100", "probe_vasomim_p8_e100"]
@@ -91,7 +94,8 @@ VARIANTS = {"_cl": {"use_cldice_loss": True}, "_dice": {"ce_weight": 0.0}, "_224
 ARMS = (BASE_ARMS + [f"{a}_cl" for a in ("unet", "scratch", "vasomim_p8")]
         + [f"{a}_dice" for a in ("unet", "scratch", "vasomim_p8_e100", "mae_p8_e100")]
         + ["unet_224", "scratch_dice_224", "vasomim_p8_e100_dice_224", "vasomim_i224_e100_dice_224",
-           "vasomim_p8_e100_w256_dice_224", "vasomim_p8_e100_cl_dice_224", "unet_cl_224"])
+           "vasomim_p8_e100_w256_dice_224", "vasomim_p8_e100_cl_dice_224", "unet_cl_224",
+           "vasomim_p8_e200_dice_224"])
 HELD_OUT_LABELS = 8
 """``--held-out`` keeps out the training images outside the nested ``HELD_OUT_LABELS``-image label set."""
 PROTOCOL_LABELS = (8, 32)

@@ -38,10 +38,12 @@ NAMES = {"unet": "BasicUNet scratch", "scratch": "adapter scratch (patch 8)", "m
                                           "Dice loss, 224² input",
          "vasomim_p8_e100_cl_dice_224": "VasoMIM pretrained at patch 8, 100 epochs → adapter (patch 8), Dice + "
                                         "clDice loss, 224² input",
-         "unet_cl_224": "BasicUNet scratch, + clDice loss, 224² input"}
+         "unet_cl_224": "BasicUNet scratch, + clDice loss, 224² input",
+         "vasomim_p8_e200_dice_224": "VasoMIM pretrained at patch 8, 200 epochs → adapter (patch 8), Dice loss, "
+                                     "224² input"}
 CURVE_ARMS = ("unet", "scratch", "mae_p8_e100", "vasomim_p8_e100", "unet_dice", "scratch_dice", "mae_p8_e100_dice",
               "vasomim_p8_e100_dice", "unet_224", "scratch_dice_224", "vasomim_p8_e100_dice_224",
-              "vasomim_i224_e100_dice_224", "vasomim_p8_e100_w256_dice_224")
+              "vasomim_i224_e100_dice_224", "vasomim_p8_e100_w256_dice_224", "vasomim_p8_e200_dice_224")
 """The arms of the curve figure: the longest pretrainings and the baselines, with each fine-tuning loss and size."""
 
 
