@@ -40,20 +40,28 @@ NAMES = {"unet": "BasicUNet scratch", "scratch": "adapter scratch (patch 8)", "m
                                         "clDice loss, 224² input",
          "unet_cl_224": "BasicUNet scratch, + clDice loss, 224² input",
          "vasomim_p8_e200_dice_224": "VasoMIM pretrained at patch 8, 200 epochs → adapter (patch 8), Dice loss, "
-                                     "224² input"}
+                                     "224² input",
+         "unet_256": "BasicUNet scratch, 256² input",
+         "vasomim_p8_e100_dice_256": "VasoMIM pretrained at patch 8, 100 epochs → adapter (patch 8), Dice loss, "
+                                     "256² input"}
 CURVE_ARMS = ("unet", "scratch", "mae_p8_e100", "vasomim_p8_e100", "unet_dice", "scratch_dice", "mae_p8_e100_dice",
               "vasomim_p8_e100_dice", "unet_224", "scratch_dice_224", "vasomim_p8_e100_dice_224",
-              "vasomim_i224_e100_dice_224", "vasomim_p8_e100_w256_dice_224", "vasomim_p8_e200_dice_224")
+              "vasomim_i224_e100_dice_224", "vasomim_p8_e100_w256_dice_224", "vasomim_p8_e200_dice_224", "unet_256",
+              "vasomim_p8_e100_dice_256")
 """The arms of the curve figure: the longest pretrainings and the baselines, with each fine-tuning loss and size."""
 
 
+SIZE_STYLES = {"_224": {"linestyle": ":", "marker": "s"}, "_256": {"linestyle": "-.", "marker": "^"}}
+"""Line styles of the arms fine-tuned at another input size than the scale's, by arm-name suffix."""
+
+
 def curve_style(arm: str) -> dict:
-    """Colour by base arm (the arm without its ``_dice``/``_224`` suffixes), dashed for the Dice loss, dotted with
-    squares at 224²."""
-    bases = [a.removesuffix("_224").removesuffix("_dice") for a in CURVE_ARMS]
+    """Colour by base arm (the arm without its ``_dice`` and size suffixes), dashed for the Dice loss, dotted with
+    squares at 224², dash-dotted with triangles at 256²."""
+    bases = [a.removesuffix(a[-4:] if a[-4:] in SIZE_STYLES else "").removesuffix("_dice") for a in CURVE_ARMS]
     colour = f"C{list(dict.fromkeys(bases)).index(bases[CURVE_ARMS.index(arm)])}"
-    if arm.endswith("_224"):
-        return {"color": colour, "linestyle": ":", "marker": "s"}
+    if arm[-4:] in SIZE_STYLES:
+        return {"color": colour, **SIZE_STYLES[arm[-4:]]}
     return {"color": colour, "linestyle": "--" if arm.endswith("_dice") else "-", "marker": "o"}
 
 
