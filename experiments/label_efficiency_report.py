@@ -140,7 +140,7 @@ def curve_figure(rows: dict, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 2, figsize=(10, 5.0))
+    fig, axes = plt.subplots(1, 2, figsize=(12, 5.8))
     for ax, key, title in ((axes[0], "dice", "DSC (%)"), (axes[1], "cldice", "clDice (%)")):
         for arm in CURVE_ARMS:
             ns = sorted(n for a, n in rows if a == arm)
@@ -154,7 +154,7 @@ def curve_figure(rows: dict, path: Path) -> None:
         ax.set_title(title)
         ax.grid(alpha=0.3)
     fig.legend(*axes[0].get_legend_handles_labels(), loc="lower center", ncol=2, fontsize=7)
-    fig.tight_layout(rect=(0, 0.22, 1, 1))
+    fig.tight_layout(rect=(0, 0.26, 1, 1))
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
     plt.close(fig)
