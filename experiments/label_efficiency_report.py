@@ -55,13 +55,18 @@ SIZE_STYLES = {"_224": {"linestyle": ":", "marker": "s"}, "_256": {"linestyle": 
 """Line styles of the arms fine-tuned at another input size than the scale's, by arm-name suffix."""
 
 
+def size_suffix(arm: str) -> str:
+    """The ``SIZE_STYLES`` suffix that ``arm`` ends with, or ""."""
+    return next((s for s in SIZE_STYLES if arm.endswith(s)), "")
+
+
 def curve_style(arm: str) -> dict:
     """Colour by base arm (the arm without its ``_dice`` and size suffixes), dashed for the Dice loss, dotted with
     squares at 224², dash-dotted with triangles at 256²."""
-    bases = [a.removesuffix(a[-4:] if a[-4:] in SIZE_STYLES else "").removesuffix("_dice") for a in CURVE_ARMS]
+    bases = [a.removesuffix(size_suffix(a)).removesuffix("_dice") for a in CURVE_ARMS]
     colour = f"C{list(dict.fromkeys(bases)).index(bases[CURVE_ARMS.index(arm)])}"
-    if arm[-4:] in SIZE_STYLES:
-        return {"color": colour, **SIZE_STYLES[arm[-4:]]}
+    if size := size_suffix(arm):
+        return {"color": colour, **SIZE_STYLES[size]}
     return {"color": colour, "linestyle": "--" if arm.endswith("_dice") else "-", "marker": "o"}
 
 
