@@ -30,6 +30,7 @@ fixed iteration budget whatever the label count. Arms:
   its 40 whatever the length), since its L_rec still fell at epoch 100;
 * ``unet_256``, ``vasomim_p8_e100_dice_256``: fine-tuned and evaluated at 256² (32×32 tokens at patch 8), nearer
   the 300² of the DCA-like source images than 224², so that 2–3 px branches shrink less;
+* ``unet_288``, ``vasomim_p8_e100_dice_288``: at 288² (36×36 tokens), the multiple of 16 nearest the source's 300²;
 * ``vasomim_unetr``: VasoMIM fine-tuned through ``VesselUNETR`` (``unetr.json``, patch 16), to isolate the protocol;
 * ``probe_random``, ``probe_mae``, ``probe_vasomim``: the encoder frozen (``--freeze_encoder true``), only the adapter
   trained.
@@ -92,13 +93,14 @@ BASE_ARMS = ["unet", "scratch", "mae", "vasomim", "vasomim_fov", "mae_p8", "vaso
              "vasomim_p8_e100", "vasomim_unetr", "probe_random", "probe_mae", "probe_vasomim", "probe_vasomim_fov",
              "probe_mae_p8", "probe_vasomim_p8", "probe_mae_p8_e100", "probe_vasomim_p8_e100"]
 VARIANTS = {"_cl": {"use_cldice_loss": True}, "_dice": {"ce_weight": 0.0}, "_224": {"img_size": 224},
-            "_256": {"img_size": 256}}
+            "_256": {"img_size": 256}, "_288": {"img_size": 288}}
 """Arm-name suffixes (they stack, e.g. ``_dice_224``) that change the fine-tuning of their base arm."""
 ARMS = (BASE_ARMS + [f"{a}_cl" for a in ("unet", "scratch", "vasomim_p8")]
         + [f"{a}_dice" for a in ("unet", "scratch", "vasomim_p8_e100", "mae_p8_e100")]
         + ["unet_224", "scratch_dice_224", "vasomim_p8_e100_dice_224", "vasomim_i224_e100_dice_224",
            "vasomim_p8_e100_w256_dice_224", "vasomim_p8_e100_cl_dice_224", "unet_cl_224",
-           "vasomim_p8_e200_dice_224", "unet_256", "vasomim_p8_e100_dice_256"])
+           "vasomim_p8_e200_dice_224", "unet_256", "vasomim_p8_e100_dice_256", "unet_288",
+           "vasomim_p8_e100_dice_288"])
 HELD_OUT_LABELS = 8
 """``--held-out`` keeps out the training images outside the nested ``HELD_OUT_LABELS``-image label set."""
 PROTOCOL_LABELS = (8, 32)
@@ -166,8 +168,8 @@ def seg_overrides(arm: str, n: int, seed: int, s: dict, runs: Path, data: Path) 
     number of iterations (``s["iterations"]``) and a validation every ``s["val_every"]`` iterations. An arm name
     ending in ``VARIANTS`` suffixes is its base arm fine-tuned with their changes: ``_cl`` adds the soft clDice
     term to the loss, ``_dice`` drops the BCE term (the authors' Dice-only loss, the bundle default since; the other
-    arms keep the Dice + BCE loss they were run with), ``_224`` fine-tunes at 224² (the authors' input) and ``_256``
-    at 256² (nearer the source's 300²) instead of the scale's size."""
+    arms keep the Dice + BCE loss they were run with), ``_224`` fine-tunes at 224² (the authors' input), ``_256``
+    at 256² and ``_288`` at 288² (nearer the source's 300²) instead of the scale's size."""
     out = runs / "seg" / arm / f"n{n}" / f"seed{seed}"
     arm, variant = split_variants(arm)
     per_epoch = math.ceil(n / s["seg_batch"])

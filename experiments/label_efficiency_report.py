@@ -43,15 +43,19 @@ NAMES = {"unet": "BasicUNet scratch", "scratch": "adapter scratch (patch 8)", "m
                                      "224² input",
          "unet_256": "BasicUNet scratch, 256² input",
          "vasomim_p8_e100_dice_256": "VasoMIM pretrained at patch 8, 100 epochs → adapter (patch 8), Dice loss, "
-                                     "256² input"}
+                                     "256² input",
+         "unet_288": "BasicUNet scratch, 288² input",
+         "vasomim_p8_e100_dice_288": "VasoMIM pretrained at patch 8, 100 epochs → adapter (patch 8), Dice loss, "
+                                     "288² input"}
 CURVE_ARMS = ("unet", "scratch", "mae_p8_e100", "vasomim_p8_e100", "unet_dice", "scratch_dice", "mae_p8_e100_dice",
               "vasomim_p8_e100_dice", "unet_224", "scratch_dice_224", "vasomim_p8_e100_dice_224",
               "vasomim_i224_e100_dice_224", "vasomim_p8_e100_w256_dice_224", "vasomim_p8_e200_dice_224", "unet_256",
-              "vasomim_p8_e100_dice_256")
+              "vasomim_p8_e100_dice_256", "unet_288", "vasomim_p8_e100_dice_288")
 """The arms of the curve figure: the longest pretrainings and the baselines, with each fine-tuning loss and size."""
 
 
-SIZE_STYLES = {"_224": {"linestyle": ":", "marker": "s"}, "_256": {"linestyle": "-.", "marker": "^"}}
+SIZE_STYLES = {"_224": {"linestyle": ":", "marker": "s"}, "_256": {"linestyle": "-.", "marker": "^"},
+               "_288": {"linestyle": (0, (5, 1)), "marker": "D"}}
 """Line styles of the arms fine-tuned at another input size than the scale's, by arm-name suffix."""
 
 
@@ -62,7 +66,7 @@ def size_suffix(arm: str) -> str:
 
 def curve_style(arm: str) -> dict:
     """Colour by base arm (the arm without its ``_dice`` and size suffixes), dashed for the Dice loss, dotted with
-    squares at 224², dash-dotted with triangles at 256²."""
+    squares at 224², dash-dotted with triangles at 256², densely dashed with diamonds at 288²."""
     bases = [a.removesuffix(size_suffix(a)).removesuffix("_dice") for a in CURVE_ARMS]
     colour = f"C{list(dict.fromkeys(bases)).index(bases[CURVE_ARMS.index(arm)])}"
     if size := size_suffix(arm):
