@@ -18,7 +18,7 @@ fixed iteration budget whatever the label count. Arms:
 * ``vasomim_p8_e100_cl_dice_224``, ``unet_cl_224``: the 224² arms with the soft clDice term added to their own loss
   (Dice + 0.5 soft clDice for VasoMIM, Dice + BCE + 0.5 soft clDice for the U-Net);
 * ``unet_dice``, ``scratch_dice``, ``vasomim_p8_e100_dice``, ``mae_p8_e100_dice``: fine-tuned with the Dice loss
-  alone (``--ce_weight 0.0``), as the authors (CheXWorld's ``DiceLoss(sigmoid=True)``);
+  alone (``--ce_weight 0.0``; CheXWorld's segmentation loop, first read as Dice alone, adds BCE to its Dice);
 * ``unet_224``, ``scratch_dice_224``, ``vasomim_p8_e100_dice_224``: fine-tuned and evaluated at 224², the authors'
   input size (28×28 tokens at patch 8), instead of 128²;
 * ``vasomim_i224_e100_dice_224``: VasoMIM pretrained as the authors do, at 224² and patch 16 (14×14 tokens; the
@@ -31,6 +31,9 @@ fixed iteration budget whatever the label count. Arms:
 * ``unet_256``, ``vasomim_p8_e100_dice_256``: fine-tuned and evaluated at 256² (32×32 tokens at patch 8), nearer
   the 300² of the DCA-like source images than 224², so that 2–3 px branches shrink less;
 * ``unet_288``, ``vasomim_p8_e100_dice_288``: at 288² (36×36 tokens), the multiple of 16 nearest the source's 300²;
+* ``unet_aug_256``, ``vasomim_p8_e100_dice_aug_256``: the ``_256`` arms with the seg bundle's ``augment.json``
+  overlay, the augmentation and warm-up of CheXWorld's ``train_finetune_seg.py`` (horizontal flip; shift, scale and
+  rotation; brightness and contrast jitter; 10 % linear warm-up before the cosine decay);
 * ``vasomim_unetr``: VasoMIM fine-tuned through ``VesselUNETR`` (``unetr.json``, patch 16), to isolate the protocol;
 * ``probe_random``, ``probe_mae``, ``probe_vasomim``: the encoder frozen (``--freeze_encoder true``), only the adapter
   trained.
@@ -93,14 +96,15 @@ BASE_ARMS = ["unet", "scratch", "mae", "vasomim", "vasomim_fov", "mae_p8", "vaso
              "vasomim_p8_e100", "vasomim_unetr", "probe_random", "probe_mae", "probe_vasomim", "probe_vasomim_fov",
              "probe_mae_p8", "probe_vasomim_p8", "probe_mae_p8_e100", "probe_vasomim_p8_e100"]
 VARIANTS = {"_cl": {"use_cldice_loss": True}, "_dice": {"ce_weight": 0.0}, "_224": {"img_size": 224},
-            "_256": {"img_size": 256}, "_288": {"img_size": 288}}
-"""Arm-name suffixes (they stack, e.g. ``_dice_224``) that change the fine-tuning of their base arm."""
+            "_256": {"img_size": 256}, "_288": {"img_size": 288}, "_aug": {"overlays": ["augment.json"]}}
+"""Arm-name suffixes (they stack, e.g. ``_dice_224``) that change the fine-tuning of their base arm: bundle
+overrides, and under ``overlays`` config files of the seg bundle added after the arm's own."""
 ARMS = (BASE_ARMS + [f"{a}_cl" for a in ("unet", "scratch", "vasomim_p8")]
         + [f"{a}_dice" for a in ("unet", "scratch", "vasomim_p8_e100", "mae_p8_e100")]
         + ["unet_224", "scratch_dice_224", "vasomim_p8_e100_dice_224", "vasomim_i224_e100_dice_224",
            "vasomim_p8_e100_w256_dice_224", "vasomim_p8_e100_cl_dice_224", "unet_cl_224",
            "vasomim_p8_e200_dice_224", "unet_256", "vasomim_p8_e100_dice_256", "unet_288",
-           "vasomim_p8_e100_dice_288"])
+           "vasomim_p8_e100_dice_288", "unet_aug_256", "vasomim_p8_e100_dice_aug_256"])
 HELD_OUT_LABELS = 8
 """``--held-out`` keeps out the training images outside the nested ``HELD_OUT_LABELS``-image label set."""
 PROTOCOL_LABELS = (8, 32)
@@ -167,11 +171,13 @@ def seg_overrides(arm: str, n: int, seed: int, s: dict, runs: Path, data: Path) 
     """Config files and overrides that train ``arm`` on ``n`` labels with fine-tuning seed ``seed``, for a fixed
     number of iterations (``s["iterations"]``) and a validation every ``s["val_every"]`` iterations. An arm name
     ending in ``VARIANTS`` suffixes is its base arm fine-tuned with their changes: ``_cl`` adds the soft clDice
-    term to the loss, ``_dice`` drops the BCE term (the authors' Dice-only loss, the bundle default since; the other
-    arms keep the Dice + BCE loss they were run with), ``_224`` fine-tunes at 224² (the authors' input), ``_256``
-    at 256² and ``_288`` at 288² (nearer the source's 300²) instead of the scale's size."""
+    term to the loss, ``_dice`` drops the BCE term (the bundle default since; the other arms keep the Dice + BCE
+    loss they were run with, which is also the authors'), ``_224`` fine-tunes at 224² (the authors' input), ``_256``
+    at 256² and ``_288`` at 288² (nearer the source's 300²) instead of the scale's size, ``_aug`` with the authors'
+    augmentation and learning-rate warm-up (``augment.json``)."""
     out = runs / "seg" / arm / f"n{n}" / f"seed{seed}"
     arm, variant = split_variants(arm)
+    overlays = variant.pop("overlays", [])
     per_epoch = math.ceil(n / s["seg_batch"])
     ov = {"dataset_dir": str(data / "xca_dca80_train"), "val_fraction": 0.2, "split_seed": 0, "n_labels": n,
           "labels_seed": 0, "seed": seed, "img_size": s["img_size"], "batch_size": s["seg_batch"],
@@ -180,9 +186,9 @@ def seg_overrides(arm: str, n: int, seed: int, s: dict, runs: Path, data: Path) 
           "early_stop_patience": 10**6, "learning_rate": s["lr"], "num_workers": 0, "ckpt_dir": str(out / "models"),
           "output_dir": str(out / "train_log"), "ce_weight": 1.0, **variant}
     if arm == "unet":
-        return ["train.json", "unet.json"], ov
+        return ["train.json", "unet.json", *overlays], ov
     ov.update({k: s[k] for k in ("hidden_size", "mlp_dim", "num_layers", "num_heads")})
-    configs = ["train.json"] + (["unetr.json"] if arm.endswith("_unetr") else [])
+    configs = ["train.json"] + (["unetr.json"] if arm.endswith("_unetr") else []) + overlays
     if not arm.endswith("_unetr"):
         ov.update({"patch_size": s["patch_size"], "drop_path": s["drop_path"]})
     if arm.startswith("probe_"):

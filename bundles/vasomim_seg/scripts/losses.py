@@ -7,8 +7,8 @@ from monai.losses import DiceCELoss, SoftclDiceLoss
 
 
 class VesselSegLoss(torch.nn.Module):
-    """``DiceCELoss(sigmoid=True)`` (Dice + ``lambda_ce`` x BCE-with-logits; ``lambda_ce`` 0 is the authors' Dice loss)
-    plus ``cldice_weight * SoftclDiceLoss`` when enabled.
+    """``DiceCELoss(sigmoid=True)`` (Dice + ``lambda_ce`` x BCE-with-logits; ``lambda_ce`` 1 is the loss of CheXWorld's
+    segmentation training loop, 0 is Dice alone) plus ``cldice_weight * SoftclDiceLoss`` when enabled.
 
     Args:
         use_cldice: add MONAI's soft clDice loss.
