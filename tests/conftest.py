@@ -111,6 +111,14 @@ def monai_bundle(args: list[str], cwd: Path, overrides: dict | None = None, time
     return proc
 
 
+def local_contrast(image, mask) -> float:
+    """Mean intensity of the 4-pixel ring around ``mask`` minus the mean inside it; both (D1, D2)."""
+    from scipy.ndimage import binary_dilation
+
+    ring = binary_dilation(mask, iterations=4) & ~mask
+    return float(image[ring].mean() - image[mask].mean())
+
+
 def seg_module(name: str):
     """Imports ``scripts.<name>`` from the seg bundle without leaving a ``scripts`` package in ``sys.modules``
     (the pretrain bundle has its own ``scripts``; MONAI Label also unloads it)."""

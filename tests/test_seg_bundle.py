@@ -19,6 +19,7 @@ from conftest import (
     TINY_TRAIN,
     TINY_UNETR,
     bundle_copy,
+    local_contrast,
     monai_bundle,
     seg_module,
     tiny_mae,
@@ -264,14 +265,6 @@ def test_frangi_threshold_controls_the_mask(dca_dir):
     low = frangi_baseline.FrangiBaseline(threshold=0.05)(image) > 0
     high = frangi_baseline.FrangiBaseline(threshold=0.3)(image) > 0
     assert high.sum() < low.sum() and bool((low | ~high).all())
-
-
-def local_contrast(image: np.ndarray, mask: np.ndarray) -> float:
-    """Mean intensity of the 4-pixel ring around ``mask`` minus the mean inside it; both (D1, D2)."""
-    from scipy.ndimage import binary_dilation
-
-    ring = binary_dilation(mask, iterations=4) & ~mask
-    return float(image[ring].mean() - image[mask].mean())
 
 
 def test_image_and_label_orientation_agree(dca_dir, tmp_path):
