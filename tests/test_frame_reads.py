@@ -3,6 +3,7 @@ torch's threads give what the general, serial route gives: values, meta and reas
 
 import os
 import time
+from io import BytesIO
 from pathlib import Path
 
 import numpy as np
@@ -11,6 +12,7 @@ import pytest
 import torch
 from pydicom.encaps import generate_frames, get_frame
 
+from transforms.dataset_check import check_angiogram_file
 from transforms.errors import AngiogramReadError
 from transforms.io import decode, files, normalise, read_angiogram
 
@@ -113,6 +115,36 @@ def test_odd_files_take_the_general_route_with_its_reasons(monkeypatch, tmp_path
     files.clear_cache()
     assert all(files.encoded_frame(paths[k], 0) is None for k in (0, 1, 3))
     assert files.encoded_frame(paths[6], 2) is not None and files.encoded_frame(paths[7], 2) is not None
+
+
+def test_a_broken_fragment_fails_its_own_frame_and_the_file_check(monkeypatch, tmp_path):
+    data = CINE.read_bytes()
+    ds = pydicom.dcmread(CINE, stop_before_pixels=True)
+    offsets = pydicom.encaps.parse_basic_offsets(BytesIO(pydicom.dcmread(CINE).PixelData))
+    first = data.index(b"\xe0\x7f\x10\x00OB") + 12 + 8 + 4 * len(offsets)
+    at = first + offsets[40]
+    assert data[at:at + 4] == files.ITEM and ds.NumberOfFrames == 96
+    path = cut(data[:at] + b"\0\0\0\0" + data[at + 4:], tmp_path, "broken_fragment.dcm")
+    files.clear_cache()
+    assert files.encoded_frame(path, 40) is None
+    reason = general(monkeypatch, lambda: read_angiogram(path, 40))
+    assert isinstance(reason, str) and read_outcome(lambda: read_angiogram(path, 40)) == reason
+    assert np.array_equal(read_angiogram(path, 2)[0], read_angiogram(CINE, 2)[0])
+    assert isinstance(general(monkeypatch, lambda: read_angiogram(path, 2)), str)
+    assert check_angiogram_file(path) == [general(monkeypatch, lambda: read_angiogram(path, 2))]
+
+
+def test_a_frame_read_costs_the_same_few_reads_wherever_the_frame_is(monkeypatch):
+    reads = []
+    real = files._read_at
+    monkeypatch.setattr(files, "_read_at", lambda *a: reads.append(1) or real(*a))
+    counts = []
+    for frame in (0, 50, 95):
+        files.clear_cache()
+        reads.clear()
+        assert files.encoded_frame(CINE, frame) is not None
+        counts.append(len(reads))
+    assert counts[0] == counts[1] == counts[2] < 10
 
 
 def serially(fn):

@@ -136,7 +136,10 @@ def encoded_frame(path, index: int) -> tuple[DicomImage, bytes] | None:
     Pillow may decode alone (`DicomImage.jpeg8`) and where `index` is a frame. Parsing the whole file then gives
     the same header, checks and frame: its Pixel Data value ends where pydicom's item by item scan
     (`_pixel_data_items`) ends. Anything else (truncated or odd files, bad headers, invalid indices) is left to
-    `open_dicom`, whose errors are the loader's.
+    `open_dicom`, whose errors are the loader's. One difference is kept on purpose: with a Basic Offset Table, the
+    fragments of other frames than the last one and `index` are not read (as pydicom's one-frame read does not read
+    them), so a broken fragment elsewhere in the file fails only its own frame here, where `open_dicom` fails the
+    whole file; the data list check (`check_angiogram_file`) parses every file whole and reports it.
     The header of a multi-frame file is cached next to `open_dicom`'s entries (same rules), so that a cine read
     frame by frame is parsed once.
 
@@ -197,13 +200,21 @@ def _encapsulated_header(path, f, size: int) -> tuple[DicomImage, int] | None:
 def _pixel_data_items(f, start: int, size: int) -> tuple[list[int], int] | None:
     """(Basic Offset Table, number of fragments) of the encapsulated value at `start`, walked item by item as pydicom
     reads it (`pydicom.fileutil.read_undefined_length_value`), when the sequence delimiter that ends it also ends
-    the file; else None."""
+    the file; else None.
+
+    A non-empty table (first entry 0, ascending) names where each frame starts: the walk then begins at the last
+    frame, so that a frame costs a few reads, not one per fragment of the file (the number of fragments is then a
+    lower bound, table entries - 1 + those walked, which is all `header.check_pixel_data` needs of it there)."""
     item = _read_at(f, start, 8)
     length = int.from_bytes(item[4:], "little")
     if start + 8 + length + 8 > size:
         return None
     offsets = parse_basic_offsets(item + _read_at(f, start + 8, length))
     pos, count = start + 8 + length, 0
+    if offsets:
+        if offsets[0] != 0 or any(b <= a for a, b in zip(offsets, offsets[1:])):
+            return None
+        pos, count = pos + offsets[-1], len(offsets) - 1
     while pos + 8 <= size:
         item = _read_at(f, pos, 8)
         if item[:4] == SEQUENCE_DELIMITER:
