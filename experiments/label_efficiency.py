@@ -104,7 +104,7 @@ ARMS = (BASE_ARMS + [f"{a}_cl" for a in ("unet", "scratch", "vasomim_p8")]
         + ["unet_224", "scratch_dice_224", "vasomim_p8_e100_dice_224", "vasomim_i224_e100_dice_224",
            "vasomim_p8_e100_w256_dice_224", "vasomim_p8_e100_cl_dice_224", "unet_cl_224",
            "vasomim_p8_e200_dice_224", "unet_256", "vasomim_p8_e100_dice_256", "unet_288",
-           "vasomim_p8_e100_dice_288", "unet_aug_256", "vasomim_p8_e100_dice_aug_256"])
+           "vasomim_p8_e100_dice_288", "unet_aug_256", "vasomim_p8_e100_dice_aug_256", "scratch_dice_aug_256"])
 HELD_OUT_LABELS = 8
 """``--held-out`` keeps out the training images outside the nested ``HELD_OUT_LABELS``-image label set."""
 PROTOCOL_LABELS = (8, 32)

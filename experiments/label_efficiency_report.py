@@ -49,7 +49,9 @@ NAMES = {"unet": "BasicUNet scratch", "scratch": "adapter scratch (patch 8)", "m
                                      "288² input",
          "unet_aug_256": "BasicUNet scratch, 256² input, the authors' augmentation and warm-up",
          "vasomim_p8_e100_dice_aug_256": "VasoMIM pretrained at patch 8, 100 epochs → adapter (patch 8), Dice loss, "
-                                         "256² input, the authors' augmentation and warm-up"}
+                                         "256² input, the authors' augmentation and warm-up",
+         "scratch_dice_aug_256": "adapter scratch (patch 8), Dice loss, 256² input, the authors' augmentation and "
+                                 "warm-up"}
 CURVE_ARMS = ("unet", "scratch", "mae_p8_e100", "vasomim_p8_e100", "unet_dice", "scratch_dice", "mae_p8_e100_dice",
               "vasomim_p8_e100_dice", "unet_224", "scratch_dice_224", "vasomim_p8_e100_dice_224",
               "vasomim_i224_e100_dice_224", "vasomim_p8_e100_w256_dice_224", "vasomim_p8_e200_dice_224", "unet_256",
