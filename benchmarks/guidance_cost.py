@@ -3,7 +3,8 @@ grad, S forward + input-gradient backward on I') vs a plain random-mask MAE step
 and optimizer (fused AdamW, as the bundle), measured alternately in the same run (benchmarks/_bench.py: the order
 flips every repeat), medians and minima over repeats; the goal lines say "NOT a valid reading" on a loaded machine.
 With the bundle's default guidance "mixed" (0.5·m + 0.5·σ(S(I))), the guided step also runs S on each image for the
-guidance map, one image at a time on the CPU, as the bundle's DataLoader transform does.
+guidance map, one image at a time on the CPU, as the bundle's DataLoader transform does; a probe step beside it
+computes that map with one call of S on the whole batch (what drawing the masks in the training step would cost).
 
 S is the bundle's segmentor built from its training configs (+ preset_cpu.json for the CPU case). Its share is timed
 on its own (same inputs) in the same loop, as the loss runs it (`fast_frozen_copy`: BatchNorms folded, PReLU as
@@ -80,6 +81,19 @@ def run_case(name, sizes, batch, seg, repeats, mask_ratio, guidance, machine):
         guided_loss(x, pred, mask, soft)["loss"].backward()
         opt.step()
 
+    def guided_batched_step():
+        """The guided step with σ(S(I)) from one call of S on the whole batch (a probe of drawing the "mixed" masks
+        in the training step; the bundle runs S one image at a time in its DataLoader transform)."""
+        t = time.perf_counter()
+        with torch.no_grad():
+            soft = torch.sigmoid(probability.segmentor(x.contiguous(memory_format=torch.channels_last))).contiguous()
+        masks = torch.stack([masker(v, s)[0] for v, s in zip(vessel, soft)])
+        times["masking, S batched"].append(time.perf_counter() - t)
+        opt.zero_grad(set_to_none=True)
+        pred, mask = net(x, mask=masks)
+        guided_loss(x, pred, mask, soft)["loss"].backward()
+        opt.step()
+
     soft_x = torch.stack([probability(i) for i in x]) if probability else None
 
     def s_pass(segmentor):
@@ -94,13 +108,17 @@ def run_case(name, sizes, batch, seg, repeats, mask_ratio, guidance, machine):
     def s_as_trained():
         s_pass(as_trained)
 
-    for f in (plain_step, guided_step, s_only, s_as_trained):
+    steps = {"plain": plain_step, "guided": guided_step, "S": s_only, "S as trained": s_as_trained}
+    if probability:
+        times["masking, S batched"] = []
+        steps["guided, S batched (probe)"] = guided_batched_step
+    for f in steps.values():
         f()
-    times["masking"].clear()
-    stats = interleave({"plain": plain_step, "guided": guided_step, "S": s_only, "S as trained": s_as_trained},
-                       repeats, warmup=0)
+    for v in times.values():
+        v.clear()
+    stats = interleave(steps, repeats, warmup=0)
     med = {k: v.median for k, v in stats.items()}
-    med["masking"] = statistics.median(times["masking"])
+    med.update({k: statistics.median(v) for k, v in times.items()})
     ratio = med["guided"] / med["plain"]
     low = stats["guided"].min / stats["plain"].min
     machine.finish(f"end of {name}")
@@ -115,6 +133,11 @@ def run_case(name, sizes, batch, seg, repeats, mask_ratio, guidance, machine):
     print(f"  {what}: {med['masking'] * 1e3:8.1f} ms = {med['masking'] / med['guided']:.0%} of the guided step")
     print(f"  min of {repeats}: plain {stats['plain'].min * 1e3:.1f} ms, guided {stats['guided'].min * 1e3:.1f} ms, "
           f"ratio {low:.2f}x")
+    if probability:
+        probe = stats["guided, S batched (probe)"]
+        print(f"  probe, σ(S(I)) in one batched call: {probe.median * 1e3:8.1f} ms, ratio "
+              f"{probe.median / med['plain']:.2f}x (min-of-N {probe.min / stats['plain'].min:.2f}x); "
+              f"its guidance map + masking {med['masking, S batched'] * 1e3:.1f} ms")
     print(f"  ratio line {name}: guided/plain = {ratio:.2f}x, min-of-N {low:.2f}x "
           f"({machine.verdict(max(ratio, low), GOAL)} <= {GOAL}x)")
     return ratio, low, med["S"] / med["guided"]
