@@ -70,16 +70,19 @@ def run_case(name, sizes, batch, seg, repeats, mask_ratio, guidance, machine):
         plain_loss(x, pred, mask)["loss"].backward()
         opt.step()
 
+    def guided_update(masks, soft):
+        opt.zero_grad(set_to_none=True)
+        pred, mask = net(x, mask=masks)
+        guided_loss(x, pred, mask, soft)["loss"].backward()
+        opt.step()
+
     def guided_step():
         t = time.perf_counter()
         soft = [probability(i) if probability else None for i in x]
         masks = torch.stack([masker(v, s)[0] for v, s in zip(vessel, soft)])
         soft = torch.stack(soft) if probability else None
         times["masking"].append(time.perf_counter() - t)
-        opt.zero_grad(set_to_none=True)
-        pred, mask = net(x, mask=masks)
-        guided_loss(x, pred, mask, soft)["loss"].backward()
-        opt.step()
+        guided_update(masks, soft)
 
     def guided_batched_step():
         """The guided step with σ(S(I)) from one call of S on the whole batch (a probe of drawing the "mixed" masks
@@ -89,10 +92,7 @@ def run_case(name, sizes, batch, seg, repeats, mask_ratio, guidance, machine):
             soft = torch.sigmoid(probability.segmentor(x.contiguous(memory_format=torch.channels_last))).contiguous()
         masks = torch.stack([masker(v, s)[0] for v, s in zip(vessel, soft)])
         times["masking, S batched"].append(time.perf_counter() - t)
-        opt.zero_grad(set_to_none=True)
-        pred, mask = net(x, mask=masks)
-        guided_loss(x, pred, mask, soft)["loss"].backward()
-        opt.step()
+        guided_update(masks, soft)
 
     soft_x = torch.stack([probability(i) for i in x]) if probability else None
 
