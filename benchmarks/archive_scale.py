@@ -11,9 +11,9 @@ For each N (a synthetic JPEG archive written by benchmarks/synthetic_archive.py,
     2 gloo ranks: cache build time, time to the first batch (datalist + cache + first augmented, masked batch of 16)
         and to the end of the first training step on it (the bundle's network, loss, optimizer and iteration,
         rank-local: no DDP all-reduce), peak RSS per rank after reading the rank's share of every frame, pipeline
-        images/s per worker at 224 (augmentation + guided masking with the bundle's default guidance, "mixed" =
-        0.5 m + 0.5 sigma(S(I)), S at initialisation so that it is not trained first; 20 batches of 16, DataLoader
-        num_workers 0; ours and today's run at different moments, so under load this one is noisy: the interleaved
+        images/s per worker at 224 (the bundle's augmentation; the guided masks and sigma(S(I)) are drawn in the
+        training step, on the training device, with S at initialisation so that it is not trained first; 20 batches
+        of 16, DataLoader num_workers 0; ours and today's run at different moments, so under load this one is noisy: the interleaved
         single-process figure is the ratio).
 Today's 2-rank path holds every frame in every rank; it is run only for N <= --today-max (RAM); above that its RSS is
 projected from its measured KiB per frame. Bytes per cached frame in RAM mode at 256 are measured once, over the
@@ -72,7 +72,7 @@ def parsed(ids, **overrides):
 
 
 def untrained_segmentor(parser, path: Path) -> str:
-    """Saves the bundle's S at initialisation (seed 0) to `path`. The pipeline's soft guidance sigma(S(I)) costs the
+    """Saves the bundle's S at initialisation (seed 0) to `path`. The step's soft guidance sigma(S(I)) costs the
     same whatever S's weights, so the benchmark loads this S instead of training one on the archive first."""
     import torch
 
@@ -118,7 +118,7 @@ def worker_ram_bytes(kind, cache_dir, warm):
 
 
 def worker_pipeline(cache_dir):
-    """One process: augmentation + guided masking at 224 from ours (disk store) and today's CacheDataset, over the
+    """One process: the augmentation at 224 from ours (disk store) and today's CacheDataset, over the
     embedded frames, in 5 interleaved rounds of 100 images; median images/s of each."""
     import statistics
 
@@ -203,7 +203,7 @@ def worker_ranks(kind, root, cache_dir, workers, started, stand_in=False):
 
 
 def first_step(batch: dict) -> None:
-    """One pretraining step on `batch` (image (B, 1, 224, 224), mask, ids_keep, ids_restore, segmentor_prob) with the
+    """One pretraining step on `batch` (image and vessel_mask (B, 1, 224, 224)) with the
     bundle's own network, VasoMIM loss, optimizer and iteration (`scripts.iteration.MAEIteration`), on this rank's
     device, without DDP's gradient all-reduce."""
     from types import SimpleNamespace
@@ -333,7 +333,7 @@ def main():
                   *kib, f" (goal <= 0.25: {machine.verdict(kib[0] / kib[1], 0.25, timing=False)})")
         rate = {"ours": 1.0, "today": 1.0} if quick else child(
             ["--worker", "pipeline", "--cache", str(scratch / "pipeline_cache")])
-        quick or ratio("data pipeline images/s per worker at 224 (augmentation + guided masking, one process, "
+        quick or ratio("data pipeline images/s per worker at 224 (augmentation, one process, "
                        "medians of 5 "
               "interleaved rounds)", rate["ours"], rate["today"])
         today_peak = {}

@@ -2,9 +2,8 @@
 grad, S forward + input-gradient backward on I') vs a plain random-mask MAE step of the same model, batch, mask ratio
 and optimizer (fused AdamW, as the bundle), measured alternately in the same run (benchmarks/_bench.py: the order
 flips every repeat), medians and minima over repeats; the goal lines say "NOT a valid reading" on a loaded machine.
-With the bundle's default guidance "mixed" (0.5·m + 0.5·σ(S(I))), the guided step also runs S on each image for the
-guidance map, one image at a time on the CPU, as the bundle's DataLoader transform does; a probe step beside it
-computes that map with one call of S on the whole batch (what drawing the masks in the training step would cost).
+The guided step draws its masks as the bundle's training step does (`scripts.masking.StepMasking`): with the default
+guidance "mixed" (0.5·m + 0.5·σ(S(I))), one call of S on the whole batch gives the guidance map and L_cons's target.
 
 S is the bundle's segmentor built from its training configs (+ preset_cpu.json for the CPU case). Its share is timed
 on its own (same inputs) in the same loop, as the loss runs it (`fast_frozen_copy`: BatchNorms folded, PReLU as
@@ -30,8 +29,7 @@ CONFIGS = ["train.json", "data.json", "segmentor.json"]
 sys.path.insert(0, str(BUNDLE))
 from scripts import mae as mae_lib  # noqa: E402
 from scripts.losses import VasoMIMLoss, consistency_loss, freeze  # noqa: E402
-from scripts.soft_guidance import SegmentorProbability  # noqa: E402
-from transforms import AnatomyGuidedMask  # noqa: E402
+from scripts.masking import StepMasking  # noqa: E402
 
 from _bench import Machine, interleave  # noqa: E402
 from _threads import add_threads_option, apply_threads  # noqa: E402
@@ -59,9 +57,7 @@ def run_case(name, sizes, batch, seg, repeats, mask_ratio, guidance, machine):
     opt = torch.optim.AdamW([q for q in net.parameters() if q.requires_grad], lr=1e-4, betas=(0.9, 0.95), fused=True)
     x = torch.rand(batch, 1, img, img)
     vessel = (torch.rand(batch, 1, img, img) > 0.9).float()
-    masker = AnatomyGuidedMask(p, mask_ratio, beta=0.5, guidance=guidance)
-    masker.set_random_state(0)
-    probability = SegmentorProbability(seg) if guidance == "mixed" else None
+    masking = StepMasking(p, mask_ratio, beta=0.5, guidance=guidance, segmentor=seg, seed=0)
     times = {"masking": []}
 
     def plain_step():
@@ -70,31 +66,16 @@ def run_case(name, sizes, batch, seg, repeats, mask_ratio, guidance, machine):
         plain_loss(x, pred, mask)["loss"].backward()
         opt.step()
 
-    def guided_update(masks, soft):
+    def guided_step():
+        t = time.perf_counter()
+        mask, ids_keep, ids_restore, soft = masking(x, vessel)
+        times["masking"].append(time.perf_counter() - t)
         opt.zero_grad(set_to_none=True)
-        pred, mask = net(x, mask=masks)
+        pred, mask = net(x, mask=mask, ids_keep=ids_keep, ids_restore=ids_restore)
         guided_loss(x, pred, mask, soft)["loss"].backward()
         opt.step()
 
-    def guided_step():
-        t = time.perf_counter()
-        soft = [probability(i) if probability else None for i in x]
-        masks = torch.stack([masker(v, s)[0] for v, s in zip(vessel, soft)])
-        soft = torch.stack(soft) if probability else None
-        times["masking"].append(time.perf_counter() - t)
-        guided_update(masks, soft)
-
-    def guided_batched_step():
-        """The guided step with σ(S(I)) from one call of S on the whole batch (a probe of drawing the "mixed" masks
-        in the training step; the bundle runs S one image at a time in its DataLoader transform)."""
-        t = time.perf_counter()
-        with torch.no_grad():
-            soft = torch.sigmoid(probability.segmentor(x.contiguous(memory_format=torch.channels_last))).contiguous()
-        masks = torch.stack([masker(v, s)[0] for v, s in zip(vessel, soft)])
-        times["masking, S batched"].append(time.perf_counter() - t)
-        guided_update(masks, soft)
-
-    soft_x = torch.stack([probability(i) for i in x]) if probability else None
+    soft_x = masking.probability(x) if guidance == "mixed" else None
 
     def s_pass(segmentor):
         recon = x.clone().requires_grad_(True)
@@ -109,9 +90,6 @@ def run_case(name, sizes, batch, seg, repeats, mask_ratio, guidance, machine):
         s_pass(as_trained)
 
     steps = {"plain": plain_step, "guided": guided_step, "S": s_only, "S as trained": s_as_trained}
-    if probability:
-        times["masking, S batched"] = []
-        steps["guided, S batched (probe)"] = guided_batched_step
     for f in steps.values():
         f()
     for v in times.values():
@@ -125,19 +103,14 @@ def run_case(name, sizes, batch, seg, repeats, mask_ratio, guidance, machine):
     print(f"{name}: img {img} batch {batch} repeats {repeats} mask ratio {mask_ratio} guidance {guidance!r}")
     print(f"  plain MAE step  : {med['plain'] * 1e3:8.1f} ms")
     print(f"  guided + L_cons : {med['guided'] * 1e3:8.1f} ms  ratio {ratio:.2f}x")
-    passes = "fwd+bwd I'" if probability else "fwd I, fwd+bwd I'"
+    passes = "fwd+bwd I'" if soft_x is not None else "fwd I, fwd+bwd I'"
     print(f"  S in L_cons ({passes}): {med['S'] * 1e3:6.1f} ms = {med['S'] / med['guided']:.0%} of the guided step")
     print(f"  S as trained (not the fast copy): {med['S as trained'] * 1e3:6.1f} ms; fast copy/as trained "
           f"{med['S'] / med['S as trained']:.2f}x")
-    what = "guidance map σ(S(I)) + masking" if probability else "guided masking"
+    what = "σ(S(I)) + guidance map + masks" if soft_x is not None else "guided masks"
     print(f"  {what}: {med['masking'] * 1e3:8.1f} ms = {med['masking'] / med['guided']:.0%} of the guided step")
     print(f"  min of {repeats}: plain {stats['plain'].min * 1e3:.1f} ms, guided {stats['guided'].min * 1e3:.1f} ms, "
           f"ratio {low:.2f}x")
-    if probability:
-        probe = stats["guided, S batched (probe)"]
-        print(f"  probe, σ(S(I)) in one batched call: {probe.median * 1e3:8.1f} ms, ratio "
-              f"{probe.median / med['plain']:.2f}x (min-of-N {probe.min / stats['plain'].min:.2f}x); "
-              f"its guidance map + masking {med['masking, S batched'] * 1e3:.1f} ms")
     print(f"  ratio line {name}: guided/plain = {ratio:.2f}x, min-of-N {low:.2f}x "
           f"({machine.verdict(max(ratio, low), GOAL)} <= {GOAL}x)")
     return ratio, low, med["S"] / med["guided"]

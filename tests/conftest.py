@@ -7,6 +7,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -196,3 +197,21 @@ def two_threads():
     torch.set_num_threads(2)
     yield
     torch.set_num_threads(before)
+
+
+@contextmanager
+def bundle_scripts(bundle: Path):
+    """Makes ``scripts`` the package of ``bundle`` (both bundles have one) and restores sys.modules afterwards."""
+
+    def owned():
+        return [k for k in sys.modules if k == "scripts" or k.startswith("scripts.")]
+
+    saved = {k: sys.modules.pop(k) for k in owned()}
+    sys.path.insert(0, str(bundle))
+    try:
+        yield
+    finally:
+        sys.path.remove(str(bundle))
+        for k in owned():
+            del sys.modules[k]
+        sys.modules.update(saved)

@@ -4,35 +4,15 @@
 which Python reads as true. These tests parse the bundles' configs with the values exactly as Fire passes them.
 """
 
-import sys
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 from monai.bundle import ConfigParser
 
-from conftest import PRETRAIN_TRAIN
+from conftest import PRETRAIN_TRAIN, bundle_scripts
 
 REPO = Path(__file__).resolve().parents[1]
 PRETRAIN, SEG = REPO / "bundles" / "vasomim_pretrain", REPO / "bundles" / "vasomim_seg"
-
-
-@contextmanager
-def bundle_scripts(bundle: Path):
-    """Makes ``scripts`` the package of ``bundle`` (both bundles have one) and restores sys.modules afterwards."""
-
-    def owned():
-        return [k for k in sys.modules if k == "scripts" or k.startswith("scripts.")]
-
-    saved = {k: sys.modules.pop(k) for k in owned()}
-    sys.path.insert(0, str(bundle))
-    try:
-        yield
-    finally:
-        sys.path.remove(str(bundle))
-        for k in owned():
-            del sys.modules[k]
-        sys.modules.update(saved)
 
 
 def parser_for(bundle: Path, configs: tuple, overrides: dict) -> ConfigParser:
@@ -48,7 +28,7 @@ def test_pretrain_ablation_words(word, expected, tmp_path):
         "guided": word, "use_cons": word, "progress_bar": word, "norm_pix_loss": word, "output_dir": str(tmp_path)})
     with bundle_scripts(PRETRAIN):
         flags = parser.get_parsed_content("flags")
-        beta = parser.get_parsed_content("train#guided_mask#beta")
+        beta = parser.get_parsed_content("train#masking#beta")
         shared = parser.get_parsed_content("shared_beta")
         loss = None if expected else parser.get_parsed_content("loss")
     assert flags == dict.fromkeys(("guided", "use_cons", "norm_pix_loss", "progress_bar"), expected)

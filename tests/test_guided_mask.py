@@ -9,7 +9,7 @@ from monai.transforms import Compose, MapTransform
 from scipy import stats
 
 from transforms import AnatomyGuidedMask, AnatomyGuidedMaskd, SharedBeta
-from transforms.guided_mask import num_masked, patch_distribution
+from transforms.guided_mask import draw_masks, guidance_map, num_masked, patch_distribution
 
 P = 16
 
@@ -189,34 +189,41 @@ def test_beta_set_at_epoch_start_reaches_workers(persistent, context):
     assert not (torch.all(first[:, 0] == 1) and torch.all(first[:, 15] == 1))
 
 
-def test_mixed_guidance_map_is_half_mask_half_segmentor_probability():
-    """0.5 * m + 0.5 * sigmoid(S(I)) on a hand-made image, with S a 1x1 convolution whose logit is 4 * I - 2."""
-    import importlib
-    import sys
-    from pathlib import Path
-
-    from transforms.guided_mask import guidance_map
-
-    bundle = Path(__file__).resolve().parents[1] / "bundles" / "vasomim_pretrain"
-    saved = {k: sys.modules.pop(k) for k in [k for k in sys.modules if k == "scripts" or k.startswith("scripts.")]}
-    sys.path.insert(0, str(bundle))
-    try:
-        soft_guidance = importlib.import_module("scripts.soft_guidance")
-    finally:
-        sys.path.remove(str(bundle))
-        for k in [k for k in sys.modules if k == "scripts" or k.startswith("scripts.")]:
-            del sys.modules[k]
-        sys.modules.update(saved)
-    segmentor = torch.nn.Conv2d(1, 1, 1)
-    with torch.no_grad():
-        segmentor.weight.fill_(4.0)
-        segmentor.bias.fill_(-2.0)
-    image = torch.tensor([[0.0, 0.5], [1.0, 0.25]])[None]
+def test_guidance_map_by_hand():
     m = torch.tensor([[0, 1], [1, 0]], dtype=torch.float32)[None]
-    d = soft_guidance.SegmentorProbabilityd("image", segmentor, output_key="prob")({"image": image})
-    sig = lambda x: 1 / (1 + np.exp(-x))  # noqa: E731
-    expected_prob = np.array([[sig(-2.0), sig(0.0)], [sig(2.0), sig(-1.0)]])[None]
-    np.testing.assert_allclose(d["prob"].numpy(), expected_prob, rtol=1e-6)
-    np.testing.assert_allclose(guidance_map(m, d["prob"], "mixed"), 0.5 * m.numpy() + 0.5 * expected_prob, rtol=1e-6)
-    assert guidance_map(m, None, "mask").tolist() == [[[False, True], [True, False]]]
-    assert segmentor.weight.requires_grad, "the transform must copy S, not freeze the caller's module"
+    soft = torch.tensor([[0.2, 0.4], [1.5, -0.1]])[None]
+    expected = 0.5 * m + 0.5 * torch.tensor([[0.2, 0.4], [1.0, 0.0]])[None]
+    torch.testing.assert_close(guidance_map(m, soft, "mixed"), expected)
+    assert guidance_map(m, None, "mask").tolist() == [[[0.0, 1.0], [1.0, 0.0]]]
+    with pytest.raises(ValueError):
+        guidance_map(m, soft[..., :1], "mixed")
+
+
+def test_batched_draw_of_two_follows_successive_draws():
+    """k = 2 guided patches of 3 with f = (0.5, 0.3, 0.2): each unordered pair {i, j} has probability
+    f_i f_j / (1 - f_i) + f_j f_i / (1 - f_j), as two successive draws without replacement; 6,000 rows in one call."""
+    f = torch.tensor([[0.5, 0.3, 0.2, 0.0]], dtype=torch.float64).repeat(6000, 1)
+    mask, ids_keep, ids_restore = draw_masks(f, 0.5, 1.0, torch.Generator().manual_seed(0))
+    assert torch.all(mask.sum(1) == 2) and torch.all(mask[:, 3] == 0)
+    assert torch.equal(ids_keep, torch.argsort(mask, dim=1, stable=True)[:, :2])
+    kept = mask[:, :3].argmin(1)
+    p = f[0, :3]
+    pair = {k: sum(p[i] * p[j] / (1 - p[i]) for i in range(3) for j in range(3) if len({i, j, k}) == 3)
+            for k in range(3)}
+    counts = np.bincount(kept.numpy(), minlength=3)
+    assert stats.chisquare(counts, [float(pair[k]) * 6000 for k in range(3)]).pvalue > 1e-3
+
+
+def test_batched_rows_are_drawn_independently_with_their_own_k():
+    """Rows with f of one, two and zero vessel patches at beta 1: k is capped by each row's vessel patches."""
+    f = torch.zeros(3, 16, dtype=torch.float64)
+    f[0, 5] = 1.0
+    f[1, [2, 9]] = 0.5
+    gen = torch.Generator().manual_seed(1)
+    rows = [draw_masks(f, 0.25, 1.0, gen)[0] for _ in range(200)]
+    masks = torch.stack(rows)
+    assert torch.all(masks.sum(-1) == 4)
+    assert torch.all(masks[:, 0, 5] == 1) and torch.all(masks[:, 1, 2] == 1) and torch.all(masks[:, 1, 9] == 1)
+    rates = masks[:, 2].mean(0)
+    assert rates.min() > 0.1 and rates.max() < 0.45, f"an all-zero row should be uniform: {rates}"
+    assert not torch.equal(masks[:, 0], masks[:, 2])

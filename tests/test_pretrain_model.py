@@ -29,7 +29,7 @@ def scripts():
         del sys.modules[k]
     sys.path.insert(0, str(BUNDLE))
     mods = {name: importlib.import_module(f"scripts.{name}") for name in
-            ("mae", "losses", "beta", "export", "checkpoints", "soft_guidance")}
+            ("mae", "losses", "beta", "export", "checkpoints", "masking", "iteration")}
     yield mods
     sys.path.remove(str(BUNDLE))
     for k in [k for k in sys.modules if k == "scripts" or k.startswith("scripts.")]:
@@ -159,14 +159,14 @@ def test_loss_shares_patch_statistics_and_builds_no_graph_for_s_of_image(scripts
     assert not any(p.requires_grad for p in seg.parameters()) and not seg.training
 
 
-def test_soft_map_from_the_data_pipeline_gives_the_same_consistency_loss(scripts):
-    """The "mixed" guidance computes sigmoid(S(I)) in the data pipeline; handed to the loss, it replaces the loss's
-    own S(I) pass with the same value and the same gradient into the reconstruction."""
+def test_soft_map_of_the_step_masking_gives_the_same_consistency_loss(scripts):
+    """The "mixed" guidance computes sigmoid(S(I)) when it draws the step's masks; handed to the loss, it replaces the
+    loss's own S(I) pass with the same value and the same gradient into the reconstruction."""
     net, seg = tiny_mae(scripts), segmentor()
     loss = scripts["losses"].VasoMIMLoss(seg, 16)
     x = torch.rand(2, 1, 64, 64)
     pred, mask = net(x)
-    soft = torch.stack([scripts["soft_guidance"].SegmentorProbability(seg)(i) for i in x])
+    soft = scripts["masking"].StepMasking(16, 0.5, guidance="mixed", segmentor=seg).probability(x)
     own = loss(x, pred, mask)
     given = loss(x, pred, mask, soft)
     torch.testing.assert_close(given["loss_cons"], own["loss_cons"], rtol=1e-5, atol=1e-6)

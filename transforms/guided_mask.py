@@ -41,26 +41,32 @@ class SharedBeta:
         return f"SharedBeta({self.value})"
 
 
-def patch_distribution(vessel_map, patch_size: int) -> np.ndarray:
-    """Vascular distribution f over the patches of a map.
+def patch_distributions(maps: torch.Tensor, patch_size: int) -> torch.Tensor:
+    """Vascular distributions f over the patches of a batch of maps.
 
     Args:
-        vessel_map: (1, D1, D2) or (D1, D2) non-negative map (binary pseudo-mask, or a soft map in [0, 1]);
-            D1 and D2 multiples of patch_size.
+        maps: (B, C, D1, D2) non-negative maps (binary pseudo-masks, or soft maps in [0, 1]); D1 and D2 multiples of
+            patch_size; the C channels are summed.
         patch_size: P.
     Returns:
-        f: (L,) float64, L = (D1/P)(D2/P), patch i = rows [r*P, (r+1)*P) x cols [c*P, (c+1)*P) of (D1, D2) with
-        r = i // (D2/P), c = i % (D2/P); f sums to 1, or is all zero when the map is empty.
+        f: (B, L) in the maps' floating dtype (float32 at least), L = (D1/P)(D2/P), patch i = rows [r*P, (r+1)*P) x
+        cols [c*P, (c+1)*P) with r = i // (D2/P), c = i % (D2/P); each row sums to 1, or is all zero when its map is
+        empty.
     """
-    m = convert_to_numpy(vessel_map)
-    m = m.reshape(m.shape[-2:])
-    d1, d2 = m.shape
+    b, _, d1, d2 = maps.shape
     if d1 % patch_size or d2 % patch_size:
         raise ValueError(f"image size {(d1, d2)} is not a multiple of patch_size {patch_size}")
-    patches = m.reshape(d1 // patch_size, patch_size, d2 // patch_size, patch_size)
-    per_patch = patches.sum(axis=(1, 3), dtype=np.float64).ravel()
-    total = per_patch.sum()
-    return per_patch / total if total > 0 else np.zeros_like(per_patch)
+    maps = maps.to(torch.promote_types(maps.dtype, torch.float32))
+    per_patch = maps.reshape(b, -1, d1 // patch_size, patch_size, d2 // patch_size, patch_size).sum((1, 3, 5))
+    per_patch = per_patch.reshape(b, -1)
+    total = per_patch.sum(1, keepdim=True)
+    return torch.where(total > 0, per_patch / total.clamp_min(torch.finfo(maps.dtype).tiny), 0.0)
+
+
+def patch_distribution(vessel_map, patch_size: int) -> np.ndarray:
+    """One map (1, D1, D2) or (D1, D2) -> f (L,) float64: :func:`patch_distributions` of a batch of one."""
+    m = torch.as_tensor(convert_to_numpy(vessel_map), dtype=torch.float64)
+    return patch_distributions(m.reshape(1, 1, *m.shape[-2:]), patch_size)[0].numpy()
 
 
 def num_masked(num_patches: int, mask_ratio: float) -> int:
@@ -68,31 +74,69 @@ def num_masked(num_patches: int, mask_ratio: float) -> int:
     return num_patches - int(num_patches * (1 - mask_ratio))
 
 
-def guidance_map(vessel_mask, soft=None, guidance: str = "mixed") -> np.ndarray:
-    """The map whose per-patch mass is the vascular distribution f.
+def guidance_map(vessel_mask, soft=None, guidance: str = "mixed") -> torch.Tensor:
+    """The map whose per-patch mass is the vascular distribution f, element by element (any shape, batched or not).
 
     Args:
-        vessel_mask: the binary pseudo-mask m, (1, D1, D2) or (D1, D2).
+        vessel_mask: the binary pseudo-mask m, e.g. (B, 1, D1, D2) or (1, D1, D2).
         soft: the frozen segmentor's probability sigma(S(I)), same shape, in [0, 1]; needed for "mixed".
-        guidance: "mixed": 0.5 * m + 0.5 * soft (the authors' ``models_vmae.py``), float64; "mask": m > 0 (the
-            poster), bool.
+        guidance: "mixed": 0.5 * m + 0.5 * soft (the authors' ``models_vmae.py``); "mask": m > 0 (the poster).
     Returns:
-        the map, shaped like vessel_mask.
+        the map, shaped like vessel_mask, float32 (float64 when soft is float64), on vessel_mask's device.
     """
-    m = convert_to_numpy(vessel_mask)
+    m = (torch.as_tensor(vessel_mask) > 0).float()
     if guidance == "mask":
-        return m > 0
+        return m
     if soft is None:
         raise ValueError('guidance="mixed" needs a soft map (same shape as the pseudo-mask, values in [0, 1])')
-    s = convert_to_numpy(soft, dtype=np.float64)
+    s = torch.as_tensor(soft, device=m.device)
+    s = s.to(torch.promote_types(s.dtype, torch.float32))
     if s.shape != m.shape:
-        raise ValueError(f"soft map shape {s.shape} differs from pseudo-mask shape {m.shape}")
-    return 0.5 * (m > 0) + 0.5 * np.clip(s, 0.0, 1.0)
+        raise ValueError(f"soft map shape {tuple(s.shape)} differs from pseudo-mask shape {tuple(m.shape)}")
+    return 0.5 * m + 0.5 * s.clamp(0.0, 1.0)
+
+
+def beta_value(beta: float | SharedBeta) -> float:
+    """The guidance strength now, read from the SharedBeta when one is given; checked to lie in [0, 1]."""
+    value = float(beta.value if isinstance(beta, SharedBeta) else beta)
+    if not 0.0 <= value <= 1.0:
+        raise ValueError(f"beta must be in [0, 1], got {value}")
+    return value
+
+
+def draw_masks(f: torch.Tensor, mask_ratio: float, beta: float, generator: torch.Generator | None = None):
+    """Anatomy-guided MAE masks for a batch, drawn on f's device.
+
+    In each row, k = min(int(num_mask * beta), #patches with f > 0) patches are drawn with probability proportional
+    to f, without replacement (Gumbel top-k: the k largest log f + Gumbel noise, distributed as k successive draws),
+    and the other num_mask - k uniformly from the rest; num_mask = L - int(L * (1 - mask_ratio)).
+
+    Args:
+        f: (B, L) vascular distributions (rows sum to 1, or are all zero: plain uniform masking).
+        mask_ratio: r in (0, 1).
+        beta: guidance strength in [0, 1].
+        generator: torch generator on f's device (None: the global one).
+    Returns:
+        mask (B, L) float32 (1 = masked), ids_keep (B, L - num_mask) int64 (ascending in each row), ids_restore
+        (B, L) int64 with ids_shuffle = cat(ids_keep, masked ids ascending) and ids_restore = argsort(ids_shuffle)
+        (MAE convention).
+    """
+    b, num_patches = f.shape
+    n_mask = num_masked(num_patches, mask_ratio)
+    u = torch.rand(2, b, num_patches, generator=generator, device=f.device, dtype=torch.float64)
+    keys = torch.log(f.double()) - torch.log(-torch.log(u[0].clamp_min(1e-300)))
+    k = torch.clamp((f > 0).sum(1, keepdim=True), max=int(n_mask * beta))
+    first = (torch.arange(num_patches, device=f.device) < k).double()
+    guided = torch.zeros_like(first).scatter_(1, torch.argsort(keys, dim=1, descending=True), first)
+    masked = torch.topk(guided * 2.0 + u[1], n_mask, dim=1).indices
+    mask = torch.zeros(b, num_patches, device=f.device).scatter_(1, masked, 1.0)
+    ids_shuffle = torch.argsort(mask, dim=1, stable=True)
+    return mask, ids_shuffle[:, : num_patches - n_mask], torch.argsort(ids_shuffle, dim=1)
 
 
 class AnatomyGuidedMask(Randomizable, Transform):
-    """Draws an MAE mask where k = min(int(num_mask * beta), #patches with f > 0) patches are drawn with probability
-    proportional to the vascular distribution f (without replacement), the other num_mask - k uniformly from the rest.
+    """Draws one image's MAE mask with :func:`draw_masks`: vessel-rich patches are masked more often, with strength
+    beta.
 
     Args:
         patch_size: P.
@@ -104,7 +148,8 @@ class AnatomyGuidedMask(Randomizable, Transform):
     Call with the pseudo-mask (1, D1, D2) [and the soft map (1, D1, D2) for "mixed"]; returns
     mask (L,) float32 (1 = masked), ids_keep (L - num_mask,) int64 (ascending), ids_restore (L,) int64 such that
     ids_shuffle = cat(ids_keep, ids_masked) and ids_restore = argsort(ids_shuffle) (MAE convention).
-    An image without vessel pixels gets plain uniform random masking.
+    An image without vessel pixels gets plain uniform random masking. The draw follows this transform's own random
+    state (``set_random_state``); ``randomize=False`` repeats the previous draw's random numbers.
     """
 
     def __init__(self, patch_size: int = 16, mask_ratio: float = 0.75, beta: float | SharedBeta = 0.0,
@@ -117,38 +162,20 @@ class AnatomyGuidedMask(Randomizable, Transform):
         self.mask_ratio = float(mask_ratio)
         self.beta = beta
         self.guidance = guidance
-        self._masked: np.ndarray | None = None
+        self._seed: int | None = None
 
-    def current_beta(self) -> float:
-        """The beta used for the next draw, read from the SharedBeta when one was given."""
-        beta = float(self.beta.value if isinstance(self.beta, SharedBeta) else self.beta)
-        if not 0.0 <= beta <= 1.0:
-            raise ValueError(f"beta must be in [0, 1], got {beta}")
-        return beta
-
-    def randomize(self, f: np.ndarray) -> None:
-        num_patches = f.shape[0]
-        n_mask = num_masked(num_patches, self.mask_ratio)
-        k = min(int(n_mask * self.current_beta()), int((f > 0).sum()))
-        guided = self.R.choice(num_patches, size=k, replace=False, p=f) if k > 0 else np.empty(0, dtype=np.int64)
-        free = np.ones(num_patches, dtype=bool)
-        free[guided] = False
-        rest = np.flatnonzero(free)
-        uniform = self.R.choice(rest, size=n_mask - k, replace=False)
-        self._masked = np.concatenate([guided, uniform]).astype(np.int64)
+    def randomize(self, data=None) -> None:
+        self._seed = int(self.R.randint(2**62))
 
     def __call__(self, vessel_mask, soft=None, randomize: bool = True):
-        f = patch_distribution(guidance_map(vessel_mask, soft, self.guidance), self.patch_size)
-        if randomize or self._masked is None:
-            self.randomize(f)
-        num_patches = f.shape[0]
-        mask = np.zeros(num_patches, dtype=np.float32)
-        mask[self._masked] = 1.0
-        ids_keep = np.flatnonzero(mask == 0)
-        ids_shuffle = np.concatenate([ids_keep, np.flatnonzero(mask)])
-        ids_restore = np.empty(num_patches, dtype=np.int64)
-        ids_restore[ids_shuffle] = np.arange(num_patches)
-        return torch.from_numpy(mask), torch.from_numpy(ids_keep), torch.from_numpy(ids_restore)
+        m = torch.as_tensor(convert_to_numpy(vessel_mask))
+        soft = None if soft is None else torch.as_tensor(convert_to_numpy(soft, dtype=np.float64))
+        f = patch_distributions(guidance_map(m, soft, self.guidance).reshape(1, 1, *m.shape[-2:]), self.patch_size)
+        beta = beta_value(self.beta)
+        if randomize or self._seed is None:
+            self.randomize()
+        mask, ids_keep, ids_restore = draw_masks(f, self.mask_ratio, beta, torch.Generator().manual_seed(self._seed))
+        return mask[0], ids_keep[0], ids_restore[0]
 
 
 class AnatomyGuidedMaskd(Randomizable, MapTransform):
@@ -202,4 +229,5 @@ class AnatomyGuidedMaskd(Randomizable, MapTransform):
         return d
 
 
-__all__ = ["SharedBeta", "AnatomyGuidedMask", "AnatomyGuidedMaskd", "guidance_map", "patch_distribution", "num_masked"]
+__all__ = ["SharedBeta", "AnatomyGuidedMask", "AnatomyGuidedMaskd", "beta_value", "draw_masks", "guidance_map",
+           "num_masked", "patch_distribution", "patch_distributions"]
