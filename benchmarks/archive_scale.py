@@ -13,8 +13,8 @@ For each N (a synthetic JPEG archive written by benchmarks/synthetic_archive.py,
         rank-local: no DDP all-reduce), peak RSS per rank after reading the rank's share of every frame, pipeline
         images/s per worker at 224 (the bundle's augmentation; the guided masks and sigma(S(I)) are drawn in the
         training step, on the training device, with S at initialisation so that it is not trained first; 20 batches
-        of 16, DataLoader num_workers 0; ours and today's run at different moments, so under load this one is noisy: the interleaved
-        single-process figure is the ratio).
+        of 16, DataLoader num_workers 0; ours and today's run at different moments, so under load this one is
+        noisy: the interleaved single-process figure is the ratio).
 Today's 2-rank path holds every frame in every rank; it is run only for N <= --today-max (RAM); above that its RSS is
 projected from its measured KiB per frame. Bytes per cached frame in RAM mode at 256 are measured once, over the
 embedded frames (96 cine + 33 DCA), each store in a fresh process (RSS growth over the build / frames).

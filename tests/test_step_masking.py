@@ -8,8 +8,9 @@ from monai.engines.utils import PrepareBatchExtraInput
 from monai.inferers import SimpleInferer
 from scipy import stats
 
-from conftest import PRETRAIN_BUNDLE, bundle_scripts
 from transforms.guided_mask import num_masked
+
+from conftest import PRETRAIN_BUNDLE, bundle_scripts
 
 TINY = dict(img_size=64, patch_size=16, hidden_size=32, mlp_dim=64, num_layers=2, num_heads=2,
             decoder_hidden_size=32, decoder_mlp_dim=64, decoder_num_layers=1, decoder_num_heads=2)
