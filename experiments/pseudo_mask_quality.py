@@ -17,17 +17,24 @@ from PIL import Image
 from transforms import FrangiVesselness, LoadAngiogram, VesselPseudoMaskd
 
 
-def scores(data: Path, size: int, sigmas: list[int], fov_threshold: float | None) -> np.ndarray:
-    """(N, 2) precision and recall of the pseudo-mask of each image against its label, both at ``size``²."""
+def labelled(data: Path, size: int, sigmas: list[int], fov_threshold: float | None, percentile: float = 92.0):
+    """Yields (image (1, size, size) float32, pseudo-mask (size, size) bool, label (size, size) bool) for each of the
+    40 labelled DCA-like angiograms (``xca_dca80_train``), the pseudo-mask made as the pretraining bundle makes it."""
     load, frangi = LoadAngiogram(), FrangiVesselness(sigmas=sigmas)
-    pseudo = VesselPseudoMaskd(border=max(1, round(20 * size / 512)), image_key="image", fov_threshold=fov_threshold)
-    rows = []
+    pseudo = VesselPseudoMaskd(border=max(1, round(20 * size / 512)), image_key="image", percentile=percentile,
+                               fov_threshold=fov_threshold)
     for path in sorted((data / "xca_dca80_train" / "images").glob("*.png")):
         x = torch.nn.functional.interpolate(torch.as_tensor(load(str(path)))[None].float(), size=(size, size),
                                             mode="area")[0]
         m = pseudo({"image": x, "vesselness": frangi(x)})["vessel_mask"][0].numpy() > 0
         label = Image.fromarray(np.array(Image.open(data / "xca_dca80_train" / "labels" / path.name)).T)
-        label = np.array(label.resize((size, size), Image.NEAREST)) > 127
+        yield x, m, np.array(label.resize((size, size), Image.NEAREST)) > 127
+
+
+def scores(data: Path, size: int, sigmas: list[int], fov_threshold: float | None) -> np.ndarray:
+    """(N, 2) precision and recall of the pseudo-mask of each image against its label, both at ``size``²."""
+    rows = []
+    for _, m, label in labelled(data, size, sigmas, fov_threshold):
         rows.append(((m & label).sum() / max(m.sum(), 1), (m & label).sum() / max(label.sum(), 1)))
     return np.array(rows)
 

@@ -19,9 +19,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from monai.bundle import ConfigParser
-from PIL import Image
-
-from transforms import FrangiVesselness, LoadAngiogram, VesselPseudoMaskd
+from pseudo_mask_quality import labelled
 
 REPO = Path(__file__).resolve().parents[1]
 BUNDLE = REPO / "bundles" / "vasomim_pretrain"
@@ -29,22 +27,14 @@ CONFIGS = [str(BUNDLE / "configs" / f) for f in ("train.json", "data.json", "seg
 SIZE = 128
 
 
-def labelled(data: Path):
-    """[(image (1, 1, 128, 128) float32, pseudo-mask (128, 128) bool, label (128, 128) bool)] of xca_dca80_train."""
+def labelled_128(data: Path):
+    """[(image (1, 1, 128, 128) float32, pseudo-mask (128, 128) bool, label (128, 128) bool)] of xca_dca80_train,
+    the pseudo-mask with the preset's parameters."""
     parser = ConfigParser()
     parser.read_config(CONFIGS)
-    load, frangi = LoadAngiogram(), FrangiVesselness(sigmas=parser["vesselness_sigmas"])
-    pseudo = VesselPseudoMaskd(border=max(1, round(20 * SIZE / 512)), image_key="image",
-                               percentile=parser["pseudo_mask_percentile"],
-                               fov_threshold=parser["pseudo_mask_fov_threshold"])
-    out = []
-    for path in sorted((data / "xca_dca80_train" / "images").glob("*.png")):
-        x = torch.nn.functional.interpolate(torch.as_tensor(load(str(path)))[None].float(), size=(SIZE, SIZE),
-                                            mode="area")[0]
-        m = pseudo({"image": x, "vesselness": frangi(x)})["vessel_mask"][0].numpy() > 0
-        label = Image.fromarray(np.array(Image.open(data / "xca_dca80_train" / "labels" / path.name)).T)
-        out.append((x[None], m, np.array(label.resize((SIZE, SIZE), Image.NEAREST)) > 127))
-    return out
+    return [(x[None], m, y) for x, m, y in labelled(data, SIZE, parser["vesselness_sigmas"],
+                                                     parser["pseudo_mask_fov_threshold"],
+                                                     parser["pseudo_mask_percentile"])]
 
 
 def dice(a: np.ndarray, b: np.ndarray) -> float:
@@ -74,7 +64,7 @@ def main() -> None:
     args = ap.parse_args()
     reference = json.loads(json.dumps(ConfigParser.load_config_files(CONFIGS)["segmentor_channels"]))
     sizes = [reference] + [c for c in (args.channels or [[4, 8, 16], [8, 16, 32]]) if c != reference]
-    images = labelled(Path(args.data_root))
+    images = labelled_128(Path(args.data_root))
     m_vs_label = statistics.mean(dice(m, y) for _, m, y in images)
     print(f"pseudo-mask m vs label: Dice {m_vs_label:.3f} (the target S is trained on), {len(images)} images")
     rows = {tuple(c): [] for c in sizes}
