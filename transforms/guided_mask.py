@@ -112,7 +112,8 @@ def draw_masks(f: torch.Tensor, mask_ratio: float, beta: float, generator: torch
     and the other num_mask - k uniformly from the rest; num_mask = L - int(L * (1 - mask_ratio)).
 
     Args:
-        f: (B, L) vascular distributions (rows sum to 1, or are all zero: plain uniform masking).
+        f: (B, L) vascular distributions (rows sum to 1, or are all zero: plain uniform masking); the draw runs in
+            f's floating dtype (float32 at least).
         mask_ratio: r in (0, 1).
         beta: guidance strength in [0, 1].
         generator: torch generator on f's device (None: the global one).
@@ -123,10 +124,11 @@ def draw_masks(f: torch.Tensor, mask_ratio: float, beta: float, generator: torch
     """
     b, num_patches = f.shape
     n_mask = num_masked(num_patches, mask_ratio)
-    u = torch.rand(2, b, num_patches, generator=generator, device=f.device, dtype=torch.float64)
-    keys = torch.log(f.double()) - torch.log(-torch.log(u[0].clamp_min(1e-300)))
+    dtype = torch.promote_types(f.dtype, torch.float32)
+    u = torch.rand(2, b, num_patches, generator=generator, device=f.device, dtype=dtype)
+    keys = torch.log(f.to(dtype)) - torch.log(-torch.log(u[0].clamp_min(torch.finfo(dtype).tiny)))
     k = torch.clamp((f > 0).sum(1, keepdim=True), max=int(n_mask * beta))
-    first = (torch.arange(num_patches, device=f.device) < k).double()
+    first = (torch.arange(num_patches, device=f.device) < k).to(dtype)
     guided = torch.zeros_like(first).scatter_(1, torch.argsort(keys, dim=1, descending=True), first)
     masked = torch.topk(guided * 2.0 + u[1], n_mask, dim=1).indices
     mask = torch.zeros(b, num_patches, device=f.device).scatter_(1, masked, 1.0)
