@@ -72,7 +72,8 @@ def test_seeds_and_beta(scripts):
 
 def test_iteration_draws_masks_and_runs_s_on_the_image_once(scripts):
     """One MAEIteration step: the network gets the masker's masks (the same as a fresh masker of the same seed draws),
-    the loss's S(I) is the masker's σ(S(I)), and S runs once on I (masker) and once on I' (loss)."""
+    the loss's S(I) is the masker's σ(S(I)), and S runs once on I (masker) and once on I' (loss); a second step
+    under bf16 autocast runs too."""
     from monai.networks.nets import UNet
 
     torch.manual_seed(0)
@@ -98,6 +99,10 @@ def test_iteration_draws_masks_and_runs_s_on_the_image_once(scripts):
     m[:, :, 20:28, 40:60] = 1
     out = scripts["iteration"].MAEIteration(masking)(Engine(), {"image": x, "vessel_mask": m})
     assert calls == {"masker": 1, "loss": 1}
+    bf16 = scripts["iteration"].MAEIteration(masking, autocast_dtype=torch.bfloat16)(Engine(), {"image": x,
+                                                                                               "vessel_mask": m})
+    assert torch.isfinite(bf16["loss"]) and torch.all(bf16["mask"].sum(1) == num_masked(16, 0.5))
+    assert calls == {"masker": 2, "loss": 2}
     assert torch.all(out["mask"].sum(1) == num_masked(16, 0.5))
     again = scripts["masking"].StepMasking(16, 0.5, beta=1.0, guidance="mixed", segmentor=seg, seed=0)(x, m)[0]
     assert torch.equal(out["mask"], again)
