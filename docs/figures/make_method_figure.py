@@ -76,16 +76,17 @@ def pretraining_panels(image_path: Path, pretrain_run: Path, beta: float, seed: 
     keep_all = [t for t in parser.get_parsed_content("deterministic_transforms") if not isinstance(t, SelectItemsd)]
     data = Compose(keep_all)({"image": str(image_path), "frame": None})  # the vesselness too, which is not cached
     patch = parser.get_parsed_content("patch_size")
-    masker = parser.get_parsed_content("train#guided_mask").masker
-    masker.beta = beta
-    masker.set_random_state(seed)
     from scripts.losses import reconstruct
-    from scripts.soft_guidance import SegmentorProbability
+    from scripts.masking import StepMasking
 
     segmentor = parser.get_parsed_content("segmentor#network_def")
     segmentor.load_state_dict(torch.load(pretrain_run / "models" / "segmentor.pt", map_location="cpu"))
-    soft = SegmentorProbability(segmentor)(data["image"])
-    mask, ids_keep, ids_restore = masker(data["vessel_mask"], soft if masker.guidance == "mixed" else None)
+    guidance = "mixed" if parser.get_parsed_content("train#soft_guidance") else "mask"
+    masking = StepMasking(patch, parser["mask_ratio"], beta=beta, guidance=guidance, segmentor=segmentor, seed=seed)
+    mask, ids_keep, ids_restore, _ = masking(data["image"][None], data["vessel_mask"][None])
+    mask, ids_keep, ids_restore = mask[0], ids_keep[0], ids_restore[0]
+    with torch.no_grad():
+        soft = torch.sigmoid(segmentor.eval()(data["image"][None]))[0]
 
     mae = parser.get_parsed_content("network_def")
     mae.load_state_dict(torch.load(pretrain_run / "models" / "model.pt", map_location="cpu"))
@@ -98,7 +99,7 @@ def pretraining_panels(image_path: Path, pretrain_run: Path, beta: float, seed: 
     pixel_mask = mask.reshape(*grid).repeat_interleave(patch, 0).repeat_interleave(patch, 1)
     return {
         "input": data["image"][0], "frangi": data["vesselness"][0], "pseudo-mask": data["vessel_mask"][0],
-        "segmentor": soft[0], "guidance": masker.guidance,
+        "segmentor": soft[0], "guidance": guidance,
         "masked": data["image"][0] * (1 - pixel_mask),
         "pasted": data["image"][0] * (1 - pixel_mask) + recon.clamp(0, 1) * pixel_mask,
         "vessel_share": float((data["vessel_mask"][0] * pixel_mask).sum() / data["vessel_mask"][0].sum()),
