@@ -62,7 +62,7 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     ap.add_argument("--data-root", default=str(REPO.parent / "shared" / "data"))
     args = ap.parse_args()
-    reference = json.loads(json.dumps(ConfigParser.load_config_files(CONFIGS)["segmentor_channels"]))
+    reference = list(ConfigParser.load_config_files(CONFIGS)["segmentor_channels"])
     sizes = [reference] + [c for c in (args.channels or [[4, 8, 16], [8, 16, 32]]) if c != reference]
     images = labelled_128(Path(args.data_root))
     m_vs_label = statistics.mean(dice(m, y) for _, m, y in images)

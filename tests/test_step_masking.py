@@ -10,10 +10,9 @@ from scipy import stats
 
 from transforms.guided_mask import num_masked
 
-from conftest import PRETRAIN_BUNDLE, bundle_scripts
+from conftest import PRETRAIN_BUNDLE, PRETRAIN_TINY, bundle_scripts
 
-TINY = dict(img_size=64, patch_size=16, hidden_size=32, mlp_dim=64, num_layers=2, num_heads=2,
-            decoder_hidden_size=32, decoder_mlp_dim=64, decoder_num_layers=1, decoder_num_heads=2)
+TINY = {**PRETRAIN_TINY, "patch_size": 16}
 
 
 @pytest.fixture(scope="module")

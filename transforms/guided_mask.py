@@ -96,6 +96,14 @@ def guidance_map(vessel_mask, soft=None, guidance: str = "mixed") -> torch.Tenso
     return 0.5 * m + 0.5 * s.clamp(0.0, 1.0)
 
 
+def check_masking(mask_ratio: float, guidance: str) -> None:
+    """Raises ValueError unless mask_ratio lies in (0, 1) and guidance is one of GUIDANCE_MODES."""
+    if not 0 < mask_ratio < 1:
+        raise ValueError(f"mask_ratio must be in (0, 1), got {mask_ratio}")
+    if guidance not in GUIDANCE_MODES:
+        raise ValueError(f"guidance must be one of {GUIDANCE_MODES}, got {guidance!r}")
+
+
 def beta_value(beta: float | SharedBeta) -> float:
     """The guidance strength now, read from the SharedBeta when one is given; checked to lie in [0, 1]."""
     value = float(beta.value if isinstance(beta, SharedBeta) else beta)
@@ -156,10 +164,7 @@ class AnatomyGuidedMask(Randomizable, Transform):
 
     def __init__(self, patch_size: int = 16, mask_ratio: float = 0.75, beta: float | SharedBeta = 0.0,
                  guidance: str = "mask"):
-        if not 0 < mask_ratio < 1:
-            raise ValueError(f"mask_ratio must be in (0, 1), got {mask_ratio}")
-        if guidance not in GUIDANCE_MODES:
-            raise ValueError(f"guidance must be one of {GUIDANCE_MODES}, got {guidance!r}")
+        check_masking(mask_ratio, guidance)
         self.patch_size = int(patch_size)
         self.mask_ratio = float(mask_ratio)
         self.beta = beta
@@ -231,5 +236,5 @@ class AnatomyGuidedMaskd(Randomizable, MapTransform):
         return d
 
 
-__all__ = ["SharedBeta", "AnatomyGuidedMask", "AnatomyGuidedMaskd", "beta_value", "draw_masks", "guidance_map",
-           "num_masked", "patch_distribution", "patch_distributions"]
+__all__ = ["SharedBeta", "AnatomyGuidedMask", "AnatomyGuidedMaskd", "beta_value", "check_masking", "draw_masks",
+           "guidance_map", "num_masked", "patch_distribution", "patch_distributions"]

@@ -6,7 +6,7 @@ from __future__ import annotations
 import torch
 
 from transforms import SharedBeta
-from transforms.guided_mask import GUIDANCE_MODES, beta_value, draw_masks, guidance_map, patch_distributions
+from transforms.guided_mask import beta_value, check_masking, draw_masks, guidance_map, patch_distributions
 
 from .losses import fast_frozen_copy
 
@@ -32,10 +32,7 @@ class StepMasking:
 
     def __init__(self, patch_size: int, mask_ratio: float, beta: float | SharedBeta = 0.0, guidance: str = "mask",
                  segmentor: torch.nn.Module | None = None, seed: int = 0):
-        if not 0 < mask_ratio < 1:
-            raise ValueError(f"mask_ratio must be in (0, 1), got {mask_ratio}")
-        if guidance not in GUIDANCE_MODES:
-            raise ValueError(f"guidance must be one of {GUIDANCE_MODES}, got {guidance!r}")
+        check_masking(mask_ratio, guidance)
         if guidance == "mixed" and segmentor is None:
             raise ValueError('guidance="mixed" needs the segmentor S')
         self.patch_size, self.mask_ratio, self.beta, self.guidance = int(patch_size), float(mask_ratio), beta, guidance
