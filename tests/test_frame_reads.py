@@ -10,11 +10,12 @@ import numpy as np
 import pydicom
 import pytest
 import torch
-from pydicom.encaps import generate_frames, get_frame
+from PIL import Image
+from pydicom.encaps import encapsulate, generate_frames, get_frame
 
 from transforms.dataset_check import check_angiogram_file
 from transforms.errors import AngiogramReadError
-from transforms.io import decode, files, normalise, read_angiogram
+from transforms.io import decode, files, read_angiogram
 
 from conftest import read_outcome
 
@@ -166,12 +167,26 @@ def test_threaded_decode_and_normalise_equal_serial(two_threads, monkeypatch):
     assert same(read_outcome(lambda: read_angiogram(CINE, None, "")), serially(lambda: read_angiogram(CINE, None, "")))
 
 
-def test_threaded_normalise_reports_the_first_failing_frame(two_threads):
-    arrays = [np.arange(12, dtype=np.uint8).reshape(3, 4)] * 6
-    arrays[2], arrays[4] = np.full((3, 4), 7, np.uint8), np.full((3, 4), 9, np.uint8)
-    out = np.empty((6, 4, 3), np.float32)
-    with pytest.raises(AngiogramReadError, match=r"constant image \(frame 2\): every pixel is 7"):
-        normalise.normalise_frames("x", arrays, False, list(range(6)), out)
-    good = [np.arange(12, dtype=np.uint8).reshape(3, 4) * (k + 1) for k in range(6)]
-    expected = np.stack([normalise.normalise("x", a, True, k) for k, a in enumerate(good)])
-    assert np.array_equal(normalise.normalise_frames("x", good, True, list(range(6)), out), expected)
+def test_frames_handed_over_on_threads_report_the_first_failing_frame(two_threads, tmp_path):
+    image = files.open_angiogram(CINE)
+    handed = []
+
+    def fn(k, arr):
+        handed.append(k)
+        if k in (2, 40):
+            raise AngiogramReadError("x", f"frame {k} fails")
+
+    with pytest.raises(AngiogramReadError, match=r"frame 2 fails"):
+        decode.each_frame(CINE, image, range(96), None, fn)
+    assert sorted(handed) == list(range(96))  # every frame decoded: a decoding error anywhere comes first
+    constant = BytesIO()
+    Image.fromarray(np.full((512, 512), 40, np.uint8)).save(constant, "JPEG")
+    good = [get_frame(pydicom.dcmread(CINE).PixelData, k, number_of_frames=96) for k in range(4)]
+    ds = pydicom.dcmread(CINE)
+    ds.PixelData = encapsulate([good[0], good[1], constant.getvalue(), good[2], constant.getvalue(), good[3]],
+                               has_bot=True)
+    ds.NumberOfFrames = 6
+    ds.save_as(tmp_path / "constant.dcm")
+    threaded = read_outcome(lambda: read_angiogram(tmp_path / "constant.dcm"))
+    assert threaded == "constant image (frame 2): every pixel is 40"
+    assert serially(lambda: read_angiogram(tmp_path / "constant.dcm")) == threaded

@@ -10,6 +10,7 @@ pieces are handed out as workers free up, so a slowed worker delays only its own
 
 from __future__ import annotations
 
+import itertools
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -23,7 +24,9 @@ _ACTIVE = [0, 0]  # calls in progress, torch's thread count before the first of 
 def run_pieces(fn: Callable[[int], None], n: int, device: torch.device) -> None:
     """Calls ``fn(i)`` for i in range(n): serially on a non-CPU device, with one torch thread, or for a single
     piece; otherwise on min(n, torch threads) worker threads with one intra-op thread each (grad mode of the caller
-    kept). torch's thread count is restored when the last concurrent call ends."""
+    kept). Each worker takes the next piece from a shared counter as it frees up. When pieces raise, no worker
+    starts another piece and the error of the first piece that raised is raised. torch's thread count is restored
+    when the last concurrent call ends."""
     threads = torch.get_num_threads()
     workers = min(n, threads)
     if device.type != "cpu" or workers <= 1:
@@ -31,11 +34,18 @@ def run_pieces(fn: Callable[[int], None], n: int, device: torch.device) -> None:
             fn(i)
         return
     grad = torch.is_grad_enabled()
+    pieces = itertools.count()  # next() on it is atomic under the GIL
+    errors: dict = {}
 
-    def piece(i: int) -> None:
+    def worker() -> None:
         torch.set_num_threads(1)
         with torch.set_grad_enabled(grad):
-            fn(i)
+            while (i := next(pieces)) < n and not errors:
+                try:
+                    fn(i)
+                except BaseException as exc:
+                    errors[i] = exc
+                    return
 
     with _LOCK:
         if _ACTIVE[0] == 0:
@@ -43,9 +53,12 @@ def run_pieces(fn: Callable[[int], None], n: int, device: torch.device) -> None:
         _ACTIVE[0] += 1
     try:
         with ThreadPoolExecutor(max_workers=workers) as pool:
-            list(pool.map(piece, range(n)))
+            for future in [pool.submit(worker) for _ in range(workers)]:
+                future.result()
     finally:
         with _LOCK:
             _ACTIVE[0] -= 1
             if _ACTIVE[0] == 0:
                 torch.set_num_threads(_ACTIVE[1])
+    if errors:
+        raise errors[min(errors)]

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import importlib.util
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from io import BytesIO
 
 import numpy as np
@@ -44,23 +44,48 @@ PIXEL_DATA = TAGS["PixelData"]
 def decode_frames(path, image: DicomImage, indices: Sequence[int], plugin: str | None = None) -> list[np.ndarray]:
     """Decodes frames `indices` of a checked file; returns one array per frame, (Rows, Columns) or (Rows, Columns, 3).
 
-    Values are as stored, or the Modality LUT Sequence output when the file has one. All frames of a multi-frame
-    file are decoded in one pass; a single index decodes only that frame. `plugin=None` tries FASTEST_PLUGIN's
-    entry for the transfer syntax first; "" means pydicom's plugin order. A frame that the first plugin fails on is
-    decoded again with pydicom's order. A single frame of 8-bit greyscale JPEG Baseline is opened with Pillow
-    straight, as pydicom's Pillow plugin opens it, without pydicom's per-call set-up (a cine read frame by frame
-    takes 11-16% less CPU time); several frames are, on more than one torch thread (`_pillow_frames`); on one
-    thread pydicom's own loop was as fast or faster.
+    The frames `each_frame` gives, kept in a list.
     """
-    arrays = native_frames(image, indices)
-    if arrays is None and pillow_direct(image, plugin):
-        one = len(indices) == 1
-        arrays = [_pillow_frame(path, image, indices[0], plugin)] if one else _pillow_frames(image, indices)
-    if arrays is None:
-        arrays = _pydicom_frames(path, image, indices, plugin)
-    if image.has_modality_lut:
-        arrays = [apply_modality_lut(arr, image.ds) for arr in arrays]
+    arrays: list = [None] * len(indices)
+    each_frame(path, image, indices, plugin, arrays.__setitem__)
     return arrays
+
+
+def each_frame(path, image: DicomImage, indices: Sequence[int], plugin: str | None,
+               fn: Callable[[int, np.ndarray], None]) -> None:
+    """Decodes frames `indices` of a checked file and calls `fn(k, frame)` for the k-th of them, frame (Rows, Columns)
+    or (Rows, Columns, 3), on torch's threads when there are several (`transforms._parallel.run_pieces`).
+
+    Values are as stored, or the Modality LUT Sequence output when the file has one. `plugin=None` tries
+    FASTEST_PLUGIN's entry for the transfer syntax first; "" means pydicom's plugin order. A frame that the first
+    plugin fails on is decoded again with pydicom's order. Frames of 8-bit greyscale JPEG Baseline are opened with
+    Pillow straight, as pydicom's Pillow plugin opens them, without pydicom's per-call set-up, and each is handed to
+    `fn` in the piece that decoded it, while it is still in the core's cache (`_pillow_frames`); the frames Pillow
+    fails on go through pydicom. Other data are decoded first (all frames of a multi-frame file in one pass), then
+    handed to `fn` on the threads. A decoding error is raised before any error of `fn`; of `fn`'s errors, the one
+    of the first frame is raised, as a serial loop would raise it.
+    """
+    errors: dict = {}
+
+    def hand(k: int, arr: np.ndarray) -> None:
+        try:
+            fn(k, arr)
+        except Exception as exc:
+            errors[k] = exc
+
+    rest: Sequence[int] = range(len(indices))
+    if image.native is None and pillow_direct(image, plugin):
+        rest = _pillow_frames(image, indices, hand)
+    if rest:
+        wanted = [indices[k] for k in rest]
+        arrays = native_frames(image, wanted)
+        if arrays is None:
+            arrays = _pydicom_frames(path, image, wanted, plugin)
+        if image.has_modality_lut:
+            arrays = [apply_modality_lut(arr, image.ds) for arr in arrays]
+        run_pieces(lambda j: hand(rest[j], arrays[j]), len(rest), torch.device("cpu"))
+    if errors:
+        raise errors[min(errors)]
 
 
 def pillow_direct(image: DicomImage, plugin: str | None) -> bool:
@@ -73,13 +98,23 @@ def pillow_direct(image: DicomImage, plugin: str | None) -> bool:
 
 def jpeg8_array(src: bytes, rows: int, cols: int) -> np.ndarray | None:
     """One encoded frame of a `pillow_direct` file opened with Pillow as pydicom's Pillow plugin opens it:
-    (rows, cols) uint8, or None when Pillow cannot decode it or decodes it to another mode or size."""
+    (rows, cols) uint8, or None when Pillow cannot decode it or decodes it to another mode or size.
+
+    Pillow decodes straight into the returned array: the image is given memory that maps it before it loads
+    (`Image.frombuffer`), which `ImageFile.load` keeps since its mode and size are the frame's; this saves copying
+    the frame out of Pillow (`np.asarray(img)`, 30-40% of decoding a 512 x 512 frame). Should a Pillow version
+    replace that memory, the frame is copied out as before.
+    """
     from PIL import Image
 
     try:
         with Image.open(BytesIO(src), formats=("JPEG",)) as img:
             if img.mode == "L" and img.size == (cols, rows):
-                return np.asarray(img)
+                out = np.empty((rows, cols), np.uint8)
+                memory = Image.frombuffer("L", (cols, rows), out, "raw", "L", 0, 1).im
+                img.im = memory
+                img.load()
+                return out if img.im is memory else np.asarray(img)
     except Exception:
         pass
     return None
@@ -95,41 +130,27 @@ def jpeg8_frame(image: DicomImage, src: bytes, plugin: str | None) -> np.ndarray
         return jpeg8_array(src, image.header.rows, image.header.columns)
 
 
-def _pillow_frames(image: DicomImage, indices: Sequence[int]) -> list[np.ndarray] | None:
+def _pillow_frames(image: DicomImage, indices: Sequence[int], hand: Callable[[int, np.ndarray], None]) -> list[int]:
     """Frames `indices` of a `pillow_direct` file decoded by `jpeg8_array` on torch's threads, one frame per piece
-    (`transforms._parallel.run_pieces`; Pillow's decoder releases the GIL); None on a single torch thread or when
-    Pillow fails on any frame (then pydicom decodes them all, as on one thread)."""
-    if min(len(indices), torch.get_num_threads()) <= 1:
-        return None
+    (Pillow's decoder releases the GIL), each handed to `hand(k, frame)` in its piece; returns the positions k of
+    the frames Pillow could not decode, in order."""
     rows, cols, *_, frames, _ = image.header
-    arrays: list = [None] * len(indices)
+    failed: list = []
 
     def piece(k: int) -> None:
         try:
-            arrays[k] = jpeg8_array(get_frame(image.pixels, indices[k], number_of_frames=frames), rows, cols)
+            arr = jpeg8_array(get_frame(image.pixels, indices[k], number_of_frames=frames), rows, cols)
         except Exception:
-            pass
+            arr = None
+        if arr is None:
+            failed.append(k)
+        else:
+            hand(k, arr)
 
     with warnings.catch_warnings(), quiet_pydicom():
         warnings.simplefilter("ignore")
         run_pieces(piece, len(indices), torch.device("cpu"))
-    return None if any(arr is None for arr in arrays) else arrays
-
-
-def _pillow_frame(path, image: DicomImage, index: int, plugin: str | None) -> np.ndarray:
-    """Frame `index` of a `pillow_direct` file (Rows, Columns) uint8 (`jpeg8_array`). A frame that Pillow cannot
-    decode, or decodes to another mode or size, goes through `_pydicom_frames`, which gives pydicom's values or
-    today's reason for it."""
-    rows, cols, *_, frames, _ = image.header
-    with warnings.catch_warnings(), quiet_pydicom():
-        warnings.simplefilter("ignore")
-        try:
-            arr = jpeg8_array(get_frame(image.pixels, index, number_of_frames=frames), rows, cols)
-            if arr is not None:
-                return arr
-        except Exception:
-            pass
-    return _pydicom_frames(path, image, [index], plugin)[0]
+    return sorted(failed)
 
 
 def native_frames(image: DicomImage, indices: Sequence[int]) -> list[np.ndarray] | None:

@@ -1,46 +1,16 @@
 """Normalising decoded frames: luminance for colour, MONOCHROME1 inversion, min-max to [0, 1] float32, (C, R) axes.
 
-Layer 4 of the read path, the last one: it calls nothing of `transforms.io` (only `transforms._parallel`).
+Layer 4 of the read path, the last one: it calls nothing of `transforms.io`. `read.read_angiogram` normalises each
+frame as `decode.each_frame` hands it over, on torch's threads.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import numpy as np
-import torch
 
-from .._parallel import run_pieces
 from ..errors import AngiogramReadError
 
 LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
-
-
-def normalise_frames(
-    path, arrays: Sequence[np.ndarray], invert: bool, indices: Sequence, out: np.ndarray
-) -> np.ndarray:
-    """Normalises decoded frames (R, C[, 3]) each into its slice of `out` (N, C, R); see `normalise`.
-
-    `indices` name the frames in error reasons (None entries for a single-frame file). Several frames are
-    normalised on torch's threads, one frame per piece (`transforms._parallel.run_pieces`; numpy's ufuncs release
-    the GIL); when frames fail, the first one's error is raised, as serially.
-    """
-    if min(len(arrays), torch.get_num_threads()) <= 1:
-        for k, (index, arr) in enumerate(zip(indices, arrays)):
-            normalise(path, arr, invert, index, out=out[k])
-        return out
-    errors: dict = {}
-
-    def piece(k: int) -> None:
-        try:
-            normalise(path, arrays[k], invert, indices[k], out=out[k])
-        except Exception as exc:
-            errors[k] = exc
-
-    run_pieces(piece, len(arrays), torch.device("cpu"))
-    if errors:
-        raise errors[min(errors)]
-    return out
 
 
 def normalise(path, arr: np.ndarray, invert: bool, index, out: np.ndarray | None = None) -> np.ndarray:

@@ -45,17 +45,24 @@ def read_angiogram(path, frame=None, decoding_plugin: str | None = None) -> tupl
             return _read_image(path, frame)
         frames = image.header.frames
         indices = range(frames) if frame is None else [_check_frame_index(path, frame, frames)]
-        arrays = decode.decode_frames(path, image, indices, decoding_plugin)
-        return _normalised(path, image, arrays, indices, -1 if frame is None and frames > 1 else indices[0])
+        out = _output(image, len(indices))
+        names = [i if frames > 1 else None for i in indices]
+
+        def normalised(k: int, arr: np.ndarray) -> None:
+            normalise.normalise(path, arr, image.invert, names[k], out=out[k])
+
+        decode.each_frame(path, image, indices, decoding_plugin, normalised)
+        return out, _meta(path, image, -1 if frame is None and frames > 1 else indices[0])
 
 
-def _normalised(path, image, arrays, indices, frame_index: int) -> tuple[np.ndarray, dict]:
-    """Decoded frames `arrays` (each (Rows, Columns[, 3])) of the DICOM `image`, frames `indices` -> (N, W, H) float32
-    and the meta dict, whose "frame_index" is `frame_index`."""
-    frames = image.header.frames
-    out = np.empty((len(arrays), image.header.columns, image.header.rows), dtype=np.float32)
-    normalise.normalise_frames(path, arrays, image.invert, [i if frames > 1 else None for i in indices], out)
-    return out, {"filename_or_obj": str(path), "frame_index": frame_index, **image.info}
+def _output(image, n: int) -> np.ndarray:
+    """The empty float32 output (n, Columns, Rows) for `n` frames of the DICOM `image`."""
+    return np.empty((n, image.header.columns, image.header.rows), dtype=np.float32)
+
+
+def _meta(path, image, frame_index: int) -> dict:
+    """The meta dict of the DICOM `image`, whose "frame_index" is `frame_index`."""
+    return {"filename_or_obj": str(path), "frame_index": frame_index, **image.info}
 
 
 def _read_encoded_frame(path, frame, plugin: str | None) -> tuple[np.ndarray, dict] | None:
@@ -70,7 +77,10 @@ def _read_encoded_frame(path, frame, plugin: str | None) -> tuple[np.ndarray, di
     arr = None if found is None else decode.jpeg8_frame(found[0], found[1], plugin)
     if arr is None:
         return None
-    return _normalised(path, found[0], [arr], [index], index)
+    image = found[0]
+    out = _output(image, 1)
+    normalise.normalise(path, arr, image.invert, index if image.header.frames > 1 else None, out=out[0])
+    return out, _meta(path, image, index)
 
 
 def _check_frame_index(path, frame, frames: int) -> int:
