@@ -1,5 +1,5 @@
 """transforms._parallel.run_pieces: every piece once, one intra-op thread per worker, grad mode and torch's thread
-count kept (also after an error)."""
+count kept (also after an error), pieces handed out in interleaved blocks."""
 
 import threading
 
@@ -40,3 +40,31 @@ def test_an_error_in_a_piece_propagates_and_restores_the_threads(two_threads):
     with pytest.raises(ValueError, match="piece 2"):
         run_pieces(piece, 4, torch.device("cpu"))
     assert torch.get_num_threads() == 2
+
+
+def test_after_an_error_no_worker_starts_another_piece(two_threads):
+    started, lock = [], threading.Lock()
+
+    def piece(i):
+        with lock:
+            started.append(i)
+        raise ValueError(f"piece {i}")
+
+    with pytest.raises(ValueError, match="piece 0"):
+        run_pieces(piece, 6, torch.device("cpu"))
+    assert 0 in started and len(started) <= 2 and torch.get_num_threads() == 2
+
+
+def test_the_two_workers_start_at_the_two_ends_of_a_block_order(two_threads):
+    firsts, lock, local = [], threading.Lock(), threading.local()
+    gate = threading.Barrier(2)
+
+    def piece(i):
+        if not getattr(local, "started", False):
+            local.started = True
+            with lock:
+                firsts.append(i)
+            gate.wait(timeout=10)  # each worker holds its first piece until the other has taken one
+
+    run_pieces(piece, 6, torch.device("cpu"))
+    assert sorted(firsts) == [0, 3]

@@ -24,9 +24,12 @@ _ACTIVE = [0, 0]  # calls in progress, torch's thread count before the first of 
 def run_pieces(fn: Callable[[int], None], n: int, device: torch.device) -> None:
     """Calls ``fn(i)`` for i in range(n): serially on a non-CPU device, with one torch thread, or for a single
     piece; otherwise on min(n, torch threads) worker threads with one intra-op thread each (grad mode of the caller
-    kept). Each worker takes the next piece from a shared counter as it frees up. When pieces raise, no worker
-    starts another piece and the error of the first piece that raised is raised. torch's thread count is restored
-    when the last concurrent call ends."""
+    kept). Each worker takes the next piece as it frees up, from an order that interleaves `workers` blocks of
+    consecutive pieces (0, n/2, 1, n/2 + 1, ... for two), so that each worker mostly runs a block of its own: pieces
+    that write to one output then write to distant parts of it (a 96-frame cine normalised on two threads took 16-17
+    ms this way, 17-24 ms in plain order, when workers wrote to the same fresh huge pages). When pieces raise, no
+    worker starts another piece and the error of the lowest piece that raised is raised. torch's thread count is
+    restored when the last concurrent call ends."""
     threads = torch.get_num_threads()
     workers = min(n, threads)
     if device.type != "cpu" or workers <= 1:
@@ -34,13 +37,16 @@ def run_pieces(fn: Callable[[int], None], n: int, device: torch.device) -> None:
             fn(i)
         return
     grad = torch.is_grad_enabled()
-    pieces = itertools.count()  # next() on it is atomic under the GIL
+    size = -(-n // workers)
+    order = [b * size + j for j in range(size) for b in range(workers) if b * size + j < n]
+    positions = itertools.count()  # next() on it is atomic under the GIL
     errors: dict = {}
 
     def worker() -> None:
         torch.set_num_threads(1)
         with torch.set_grad_enabled(grad):
-            while (i := next(pieces)) < n and not errors:
+            while (position := next(positions)) < n and not errors:
+                i = order[position]
                 try:
                     fn(i)
                 except BaseException as exc:
