@@ -56,8 +56,9 @@ def is_image_path(path) -> bool:
 
 
 def open_angiogram(path) -> DicomImage | None:
-    """The checked DICOM file at `path` (see `open_dicom`), or None when it is sniffed as PNG/JPEG/TIFF/BMP/GIF."""
-    return None if is_image_path(path) else open_dicom(path)
+    """The checked DICOM file at `path` (see `open_dicom`), or None when it is sniffed as PNG/JPEG/TIFF/BMP/GIF
+    (`is_image_path`, from the bytes `open_dicom` reads)."""
+    return open_dicom(path, images=True)
 
 
 def count_frames(path) -> int:
@@ -78,25 +79,34 @@ def image_pages(path) -> int:
         raise AngiogramReadError(path, f"not a readable image file ({first_line(exc)})") from None
 
 
-def read_dataset(path, stop_before_pixels: bool = False) -> Dataset:
+def read_dataset(path, stop_before_pixels: bool = False, images: bool = False) -> Dataset | None:
     """Parses a DICOM file (with or without the 128-byte preamble and file meta) into a pydicom Dataset.
 
     A file of at most WHOLE_FILE_BYTES is read in one call and parsed from memory (pydicom's many small reads are
     then memory copies, not buffered file reads). Rows/Columns and the transfer syntax are checked by
-    `header.check_header`.
+    `header.check_header`. With `images`, None when the first bytes are sniffed as PNG/JPEG/TIFF/BMP/GIF
+    (`is_image_path`'s rule, in the same read).
 
-    Raises AngiogramReadError when the bytes are unreadable or empty (pydicom 3 returns an empty dataset with only
-    a warning for some truncated files).
+    Raises AngiogramReadError when the file cannot be opened, or its bytes are unreadable or empty (pydicom 3
+    returns an empty dataset with only a warning for some truncated files).
     """
-    with warnings.catch_warnings(record=True) as caught, quiet_pydicom():
+    try:
+        f = open(path, "rb")
+    except Exception as exc:
+        raise AngiogramReadError(path, f"cannot open file ({first_line(exc)})") from None
+    with f, warnings.catch_warnings(record=True) as caught, quiet_pydicom():
         warnings.simplefilter("always")
         try:
-            with open(path, "rb") as f:
-                source = f
-                if not stop_before_pixels and os.fstat(f.fileno()).st_size <= WHOLE_FILE_BYTES:
-                    source = BytesIO(f.read())
-                    source.name = f.name
-                ds = pydicom.dcmread(source, force=True, stop_before_pixels=stop_before_pixels)
+            if images:
+                head = f.read(132)
+                if head[128:132] != b"DICM" and is_image_file(head):
+                    return None
+                f.seek(0)
+            source = f
+            if not stop_before_pixels and os.fstat(f.fileno()).st_size <= WHOLE_FILE_BYTES:
+                source = BytesIO(f.read())
+                source.name = f.name  # named in pydicom's warnings, which reasons quote
+            ds = pydicom.dcmread(source, force=True, stop_before_pixels=stop_before_pixels)
         except Exception as exc:
             raise AngiogramReadError(path, f"not a readable DICOM file ({first_line(exc)})") from None
     if len(ds) == 0:
@@ -105,8 +115,9 @@ def read_dataset(path, stop_before_pixels: bool = False) -> Dataset:
     return ds
 
 
-def open_dicom(path) -> DicomImage:
-    """Reads and checks one DICOM file (read_dataset + header.inspect_dataset).
+def open_dicom(path, images: bool = False) -> DicomImage | None:
+    """Reads and checks one DICOM file (read_dataset + header.inspect_dataset); with `images`, None for a file
+    sniffed as PNG/JPEG/TIFF/BMP/GIF (`read_dataset`).
 
     Multi-frame files are kept in a small per-process LRU (CACHE_FILES files, CACHE_BYTES in all) keyed by path,
     inode, size and mtime, so that loading a cine frame by frame parses and checks it once. A file modified less than
@@ -120,7 +131,10 @@ def open_dicom(path) -> DicomImage:
     key = (os.fspath(path), st.st_ino, st.st_size, st.st_mtime_ns)
     image = _cached(key)
     if image is None:
-        image = inspect_dataset(path, read_dataset(path))
+        ds = read_dataset(path, images=images)
+        if ds is None:
+            return None
+        image = inspect_dataset(path, ds)
         _keep(key, image, image.header.frames, st)
     return image
 
