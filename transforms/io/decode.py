@@ -1,8 +1,9 @@
-"""Decoding the frames of one checked file: native little-endian greyscale with numpy, single 8-bit greyscale JPEG
-Baseline frames straight with Pillow, everything else with pydicom and the fastest installed plugin for its syntax.
+"""Decoding the frames of one checked file: native little-endian greyscale with numpy, 8-bit greyscale JPEG Baseline
+straight with Pillow, everything else with pydicom and the fastest installed plugin for its syntax.
 
 Layer 3 of the read path. Also reads PNG/JPEG/TIFF/BMP/GIF pages with Pillow. Values are returned as stored (or
-through the Modality LUT Sequence); normalisation is the next layer's job.
+through the Modality LUT Sequence), or handed frame by frame to the caller's function (`each_frame`), which the read
+path uses to normalise each frame where it was decoded; normalisation is the next layer's job.
 """
 
 from __future__ import annotations

@@ -1,10 +1,12 @@
 """Normalising decoded frames: luminance for colour, MONOCHROME1 inversion, min-max to [0, 1] float32, (C, R) axes.
 
-Layer 4 of the read path, the last one: it calls nothing of `transforms.io`. `read.read_angiogram` normalises each
-frame as `decode.each_frame` hands it over, on torch's threads.
+Layer 4 of the read path, the last one: it calls nothing of `transforms.io`. `decode.each_frame` hands it each frame
+of a whole file where the frame was decoded (`normalise_into`), on torch's threads.
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -40,6 +42,13 @@ def normalise(path, arr: np.ndarray, invert: bool, index, out: np.ndarray | None
         out -= np.float32(mn)
     out /= scale
     return out
+
+
+def normalise_into(path, invert: bool, names: Sequence, out: np.ndarray, k: int, arr: np.ndarray) -> None:
+    """Normalises the decoded frame `arr` (R, C[, 3]) into out[k] (C, R) (`normalise`), `names[k]` naming the frame in
+    error reasons: the function `decode.each_frame` is handed (with the first four arguments bound), so that an
+    output fills frame by frame where each frame is decoded."""
+    normalise(path, arr, invert, names[k], out=out[k])
 
 
 def frame_mean(arr: np.ndarray, invert: bool) -> float:

@@ -19,6 +19,7 @@ Orientation: MONAI's, i.e. the DICOM `pixel_array.T` (first spatial axis = colum
 from __future__ import annotations
 
 import operator
+from functools import partial
 
 import numpy as np
 
@@ -47,11 +48,8 @@ def read_angiogram(path, frame=None, decoding_plugin: str | None = None) -> tupl
         indices = range(frames) if frame is None else [_check_frame_index(path, frame, frames)]
         out = _output(image, len(indices))
         names = [i if frames > 1 else None for i in indices]
-
-        def normalised(k: int, arr: np.ndarray) -> None:
-            normalise.normalise(path, arr, image.invert, names[k], out=out[k])
-
-        decode.each_frame(path, image, indices, decoding_plugin, normalised)
+        fill = partial(normalise.normalise_into, path, image.invert, names, out)
+        decode.each_frame(path, image, indices, decoding_plugin, fill)
         return out, _meta(path, image, -1 if frame is None and frames > 1 else indices[0])
 
 
