@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 import pydicom
 import pytest
-from PIL import Image
+from PIL import Image, ImageFile
 from pydicom.encaps import encapsulate, generate_frames
 from pydicom.uid import JPEGLSLossless
 
@@ -76,3 +76,18 @@ def test_fastest_plugin_gives_pydicoms_default_values(tmp_path):
     fastest, default = (read_outcome(lambda p=p: read_angiogram(tmp_path / "jls.dcm", None, p)) for p in (None, ""))
     assert np.array_equal(fastest[0], default[0]) and fastest[1] == default[1]
     assert np.array_equal(fastest[0], read_angiogram(DCA[0])[0])
+
+
+def test_pillow_decodes_into_the_returned_array_or_the_frame_is_copied_out(monkeypatch):
+    src = cine_frames(1)[0]
+    with Image.open(BytesIO(src)) as img:
+        reference = np.array(img)
+    maps = []
+    real = Image.frombuffer
+    monkeypatch.setattr(Image, "frombuffer", lambda *a, **k: maps.append(a[2]) or real(*a, **k))
+    direct = decode.jpeg8_array(src, 512, 512)
+    assert maps and direct is maps[0] and np.array_equal(direct, reference)  # Pillow wrote into the array it returns
+    with monkeypatch.context() as m:  # a Pillow that gives the image new memory when it loads
+        m.setattr(ImageFile.ImageFile, "load_prepare", lambda self: setattr(self, "im", Image.core.new("L", self.size)))
+        copied = decode.jpeg8_array(src, 512, 512)
+    assert copied is not maps[-1] and np.array_equal(copied, reference)
