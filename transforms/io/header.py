@@ -114,8 +114,8 @@ def check_header(path, ds: Dataset) -> Header:
 
     A file lacking a transfer syntax gets the one it was parsed with (implicit little endian when unknown).
     """
-    _check_image_size(path, ds)
-    _set_transfer_syntax(ds)
+    rows, columns = _check_image_size(path, ds)
+    transfer_syntax = _set_transfer_syntax(ds)
     stored = str(element_value(ds, "PhotometricInterpretation", "")).strip()
     pi = stored.upper()
     if pi not in GREY + COLOUR:
@@ -129,14 +129,14 @@ def check_header(path, ds: Dataset) -> Header:
         raise AngiogramReadError(path, "missing or invalid BitsAllocated/SamplesPerPixel") from None
     if bits not in (1, 8, 16, 32, 64) or spp not in (1, 3):
         raise AngiogramReadError(path, f"unsupported BitsAllocated {bits} / SamplesPerPixel {spp}")
-    tsyntax = UID(element_value(ds.file_meta, "TransferSyntaxUID"))
+    tsyntax = UID(transfer_syntax)
     if not tsyntax.is_transfer_syntax:
         raise AngiogramReadError(path, f"unsupported transfer syntax {tsyntax}: not a transfer syntax UID")
-    rows, columns = int(element_value(ds, "Rows")), int(element_value(ds, "Columns"))
     return Header(rows, columns, spp, bits, stored, number_of_frames(path, ds), tsyntax)
 
 
-def _check_image_size(path, ds: Dataset) -> None:
+def _check_image_size(path, ds: Dataset) -> tuple[int, int]:
+    """(Rows, Columns), both positive; AngiogramReadError naming what the file is when they are not."""
     try:
         rows, cols = int(element_value(ds, "Rows") or 0), int(element_value(ds, "Columns") or 0)
     except Exception:
@@ -147,18 +147,22 @@ def _check_image_size(path, ds: Dataset) -> None:
         raise AngiogramReadError(
             path, "not a DICOM file or a supported image (no DICOM header, no PNG/JPEG/TIFF signature)"
         )
+    return rows, cols
 
 
-def _set_transfer_syntax(ds: Dataset) -> None:
+def _set_transfer_syntax(ds: Dataset):
+    """The file meta's TransferSyntaxUID value, set first to the encoding the file was parsed with when missing."""
     meta = ds.file_meta
-    if element_value(meta, "TransferSyntaxUID"):
-        return
+    found = element_value(meta, "TransferSyntaxUID")
+    if found:
+        return found
     implicit, little = ds.original_encoding
     if implicit is None:
         implicit, little = True, True
     meta.TransferSyntaxUID = (
         ImplicitVRLittleEndian if implicit and little else ExplicitVRLittleEndian if little else ExplicitVRBigEndian
     )
+    return element_value(meta, "TransferSyntaxUID")
 
 
 def number_of_frames(path, ds: Dataset) -> int:
