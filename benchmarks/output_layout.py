@@ -40,11 +40,11 @@ def transposed(frames: list) -> np.ndarray:
 
 
 def storage_order(frames: list) -> np.ndarray:
-    """(b): (N, H, W) written in storage order, returned as the (N, W, H) view; the same division as (a)."""
+    """(b): (N, H, W) written in storage order, returned as the (N, W, H) view: `normalise.normalise` of each frame's
+    transposed view, whose own transposition then writes storage order (the same division as (a))."""
     out = np.empty((len(frames),) + frames[0].shape, np.float32)
     for k, arr in enumerate(frames):
-        mn, mx = arr.min(), arr.max()
-        np.divide(np.subtract(arr, mn), np.float32(float(mx) - float(mn)), out=out[k], dtype=np.float32)
+        normalise.normalise(CINE, arr.T, False, k, out=out[k])
     return out.transpose(0, 2, 1)
 
 

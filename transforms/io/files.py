@@ -36,8 +36,9 @@ _cache_lock = threading.Lock()
 
 
 def is_image_file(head: bytes) -> bool:
-    """True when the first bytes of a file are a PNG, JPEG, TIFF, BMP or GIF signature."""
-    return head.startswith(IMAGE_MAGIC)
+    """True when the first 132 bytes of a file are sniffed as PNG/JPEG/TIFF/BMP/GIF: they start with one of those
+    signatures and hold no DICOM preamble marker ("DICM" at byte 128)."""
+    return head[128:132] != b"DICM" and head.startswith(IMAGE_MAGIC)
 
 
 def file_head(path, size: int = 132) -> bytes:
@@ -51,8 +52,7 @@ def file_head(path, size: int = 132) -> bytes:
 
 def is_image_path(path) -> bool:
     """True for files that are sniffed as PNG/JPEG/TIFF/BMP/GIF rather than DICOM."""
-    head = file_head(path)
-    return head[128:132] != b"DICM" and is_image_file(head)
+    return is_image_file(file_head(path))
 
 
 def open_angiogram(path) -> DicomImage | None:
@@ -85,7 +85,7 @@ def read_dataset(path, stop_before_pixels: bool = False, images: bool = False) -
     A file of at most WHOLE_FILE_BYTES is read in one call and parsed from memory (pydicom's many small reads are
     then memory copies, not buffered file reads). Rows/Columns and the transfer syntax are checked by
     `header.check_header`. With `images`, None when the first bytes are sniffed as PNG/JPEG/TIFF/BMP/GIF
-    (`is_image_path`'s rule, in the same read).
+    (`is_image_file`, in the same read).
 
     Raises AngiogramReadError when the file cannot be opened, or its bytes are unreadable or empty (pydicom 3
     returns an empty dataset with only a warning for some truncated files).
@@ -98,8 +98,7 @@ def read_dataset(path, stop_before_pixels: bool = False, images: bool = False) -
         warnings.simplefilter("always")
         try:
             if images:
-                head = f.read(132)
-                if head[128:132] != b"DICM" and is_image_file(head):
+                if is_image_file(f.read(132)):
                     return None
                 f.seek(0)
             source = f
