@@ -2,7 +2,8 @@
 
     throughput     one training step of our GuidedMAE vs MONAI's MaskedAutoEncoderViT (same sizes, batch, fused AdamW);
     frangi         transforms.frangi on the device vs skimage.filters.frangi (CPU, one thread) on real cine frames;
-    guidance       guided masking + L_cons step vs a plain random-mask MAE step (same model and optimizer);
+    guidance       the bundle's guided step (its S, masks drawn in the step, L_cons) vs a plain random-mask MAE
+                   step (same model and optimizer), built by benchmarks/guidance_cost.py;
     data pipeline  augmentation + guided masking at the training size from the FrameCacheDataset (disk store) vs
                    today's float32 CacheDataset, on the embedded frames (CPU; what feeds the device).
 Steps run under torch.autocast(dtype) when --dtype is bf16 or fp16. Medians (and minima) over repeats that alternate
@@ -32,7 +33,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "bundles" / "vasomim_pretrain"))
 from scripts import mae as mae_lib  # noqa: E402
 from scripts.losses import VasoMIMLoss  # noqa: E402
-from transforms import AnatomyGuidedMask, LoadAngiogram, frangi  # noqa: E402
+from transforms import LoadAngiogram, frangi  # noqa: E402
 
 from _bench import Machine, interleave  # noqa: E402
 
@@ -131,28 +132,18 @@ def check_frangi(size, batch, device, repeats, clock, machine):
 
 
 def check_guidance(sizes, batch, device, autocast, repeats, clock, machine):
-    from monai.networks.nets import UNet
+    import guidance_cost
 
-    img, p = sizes["img_size"], sizes["patch_size"]
-    seg = UNet(2, 1, 1, channels=(16, 32, 64, 128), strides=(2, 2, 2), num_res_units=0, norm="batch").to(device)
-    net = mae_lib.GuidedMAE(**sizes).to(device)
-    opt = torch.optim.AdamW(net.parameters(), lr=1e-4, fused=True)
-    x = torch.rand(batch, 1, img, img, device=device)
-    vessel = (torch.rand(batch, 1, img, img) > 0.9).float()
-    masker = AnatomyGuidedMask(p, 0.75, beta=0.5)
-    guided, plain = VasoMIMLoss(seg, p, use_cons=True), VasoMIMLoss(None, p, use_cons=False)
-    plain_step = train_step(net, opt, x, lambda x, pred, m: plain(x, pred, m)["loss"], autocast)
-
-    def guided_step():
-        masks = torch.stack([masker(v)[0] for v in vessel]).to(device)
-        train_step(net, opt, x, lambda x, pred, m: guided(x, pred, m)["loss"], autocast, mask=masks)()
-
-    stats = interleaved({"plain": plain_step, "guided": guided_step}, repeats, clock)
+    _, _, seg, parser = guidance_cost.bundle_parts(guidance_cost.CONFIGS)
+    steps, _ = guidance_cost.guidance_steps(sizes, batch, seg, parser["mask_ratio"], parser["guidance"], device,
+                                            autocast)
+    stats = interleaved(steps, repeats, clock)
     machine.finish("end of guidance")
     ratio, low = stats["guided"].median / stats["plain"].median, stats["guided"].min / stats["plain"].min
     print(f"SUMMARY guidance_cost: guided + L_cons {stats['guided'].median * 1e3:.1f} ms vs plain MAE step "
           f"{stats['plain'].median * 1e3:.1f} ms, ratio {ratio:.2f}x, min-of-N {low:.2f}x (goal <= 1.15x: "
-          f"{machine.verdict(max(ratio, low), 1.15)}; img {img}, batch {batch})", flush=True)
+          f"{machine.verdict(max(ratio, low), 1.15)}; img {sizes['img_size']}, batch {batch}, the bundle's S and "
+          f"step masking, guidance {parser['guidance']!r})", flush=True)
 
 
 def check_pipeline(img, items, clock):

@@ -14,6 +14,7 @@ Goal: ratio <= 1.15x. Summary printed last.
 """
 
 import argparse
+import contextlib
 import json
 import os
 import statistics
@@ -48,33 +49,49 @@ def bundle_parts(config_files, **overrides):
     return sizes, int(parser["batch_size"]), parser.get_parsed_content("segmentor#network_def"), parser
 
 
-def run_case(name, sizes, batch, seg, repeats, mask_ratio, guidance, machine):
+def guidance_steps(sizes, batch, seg, mask_ratio, guidance, device="cpu",
+                   autocast=contextlib.nullcontext):
+    """The two steps a case compares, on `device`: {"plain": a random-mask MAE step, "guided": the bundle's step
+    (`scripts.masking.StepMasking`, then L_rec + L_cons)}, the same model, batch, mask ratio and fused AdamW, masking,
+    forward and loss under `autocast()` as `scripts.iteration.MAEIteration` runs them. Also returns the guided step's
+    parts the S timings use: (x (B, 1, H, W), masking, guided loss, list of the masking times in seconds)."""
     torch.manual_seed(0)
     img, p = sizes["img_size"], sizes["patch_size"]
-    net = mae_lib.GuidedMAE(**sizes, masking_ratio=mask_ratio)
-    guided_loss = VasoMIMLoss(seg, p, use_cons=True)
+    net = mae_lib.GuidedMAE(**sizes, masking_ratio=mask_ratio).to(device)
+    guided_loss = VasoMIMLoss(seg, p, use_cons=True).to(device)
     plain_loss = VasoMIMLoss(None, p, use_cons=False)
     opt = torch.optim.AdamW([q for q in net.parameters() if q.requires_grad], lr=1e-4, betas=(0.9, 0.95), fused=True)
-    x = torch.rand(batch, 1, img, img)
-    vessel = (torch.rand(batch, 1, img, img) > 0.9).float()
+    x = torch.rand(batch, 1, img, img, device=device)
+    vessel = (torch.rand(batch, 1, img, img, device=device) > 0.9).float()
     masking = StepMasking(p, mask_ratio, beta=0.5, guidance=guidance, segmentor=seg, seed=0)
-    times = {"masking": []}
+    masking_times = []
 
     def plain_step():
         opt.zero_grad(set_to_none=True)
-        pred, mask = net(x)
-        plain_loss(x, pred, mask)["loss"].backward()
+        with autocast():
+            pred, mask = net(x)
+            loss = plain_loss(x, pred, mask)["loss"]
+        loss.backward()
         opt.step()
 
     def guided_step():
-        t = time.perf_counter()
-        mask, ids_keep, ids_restore, soft = masking(x, vessel)
-        times["masking"].append(time.perf_counter() - t)
         opt.zero_grad(set_to_none=True)
-        pred, mask = net(x, mask=mask, ids_keep=ids_keep, ids_restore=ids_restore)
-        guided_loss(x, pred, mask, soft)["loss"].backward()
+        with autocast():
+            t = time.perf_counter()
+            mask, ids_keep, ids_restore, soft = masking(x, vessel)
+            masking_times.append(time.perf_counter() - t)
+            pred, mask = net(x, mask=mask, ids_keep=ids_keep, ids_restore=ids_restore)
+            loss = guided_loss(x, pred, mask, soft)["loss"]
+        loss.backward()
         opt.step()
 
+    return {"plain": plain_step, "guided": guided_step}, (x, masking, guided_loss, masking_times)
+
+
+def run_case(name, sizes, batch, seg, repeats, mask_ratio, guidance, machine):
+    img = sizes["img_size"]
+    steps, (x, masking, guided_loss, masking_times) = guidance_steps(sizes, batch, seg, mask_ratio, guidance)
+    times = {"masking": masking_times}
     soft_x = masking.probability(x) if guidance == "mixed" else None
 
     def s_pass(segmentor):
@@ -89,7 +106,7 @@ def run_case(name, sizes, batch, seg, repeats, mask_ratio, guidance, machine):
     def s_as_trained():
         s_pass(as_trained)
 
-    steps = {"plain": plain_step, "guided": guided_step, "S": s_only, "S as trained": s_as_trained}
+    steps.update({"S": s_only, "S as trained": s_as_trained})
     for f in steps.values():
         f()
     for v in times.values():
