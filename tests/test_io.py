@@ -6,7 +6,7 @@ import numpy as np
 import pydicom
 import pytest
 import torch
-from monai.data import DataLoader, Dataset
+from monai.data import DataLoader, Dataset, MetaTensor
 from PIL import Image
 from pydicom.pixels import pixel_array
 from pydicom.uid import ExplicitVRLittleEndian
@@ -100,6 +100,22 @@ def test_loaded_tensor_is_contiguous_and_owns_its_affines(tmp_path):
     assert img.is_contiguous() and img.affine.dtype == torch.float64
     assert torch.equal(img.meta["original_affine"], img.affine)
     assert img.meta["original_affine"].data_ptr() != img.affine.data_ptr()
+
+
+def test_loaded_tensor_is_the_metatensor_monai_builds(tmp_path):
+    """LoadAngiogram builds its MetaTensor with MetaTensor.__torch_function__ off: the object must be the one MONAI's
+    constructor builds with dispatch on (meta, affine, spatial_ndim, operations, batch flag), and behave as one."""
+    path = native_copy(DCA[0], tmp_path / "sp.dcm", ImagerPixelSpacing=[0.3, 0.2])
+    img = LoadAngiogram()(path)
+    meta = {k: v for k, v in img.meta.items() if k != "affine"}
+    built = MetaTensor(img.as_tensor().clone(), affine=img.affine.clone(), meta=meta, spatial_ndim=3)
+    assert type(img) is MetaTensor and img.__dict__.keys() == built.__dict__.keys()
+    assert img.spatial_ndim == built.spatial_ndim and img.is_batch is built.is_batch is False
+    assert img.applied_operations == built.applied_operations == [] and img.pending_operations == []
+    assert img.meta.keys() == built.meta.keys() and torch.equal(img.affine, built.affine)
+    assert img.pixdim.tolist() == pytest.approx([0.2, 0.3, 1.0])
+    flipped = img.flip(1)
+    assert type(flipped) is MetaTensor and flipped.meta["filename_or_obj"] == str(path)
 
 
 @pytest.mark.parametrize("index", [0, 37, 95])
