@@ -14,8 +14,9 @@ PNG, multi-page TIFF, empty, text, truncated and byte-mutated copies. Their mtim
 the cache of parsed cines is exercised as well.
 
 With --repeats N it then times both loaders side by side (alternating run by run, medians and minima of N rounds,
-parse caches emptied before each run; the machine and its load average printed) on the 12 DCA files, the 96-frame
-cine in one call and the cine frame by frame, and prints the ratio new/old for each.
+parse caches emptied before each run; the machine and its load average printed) on the embedded DCA files
+(read_angiogram, then LoadAngiogram with its MetaTensor), the 96-frame cine in one call and the cine frame by frame,
+and prints the ratio new/old for each.
 
     python benchmarks/loader_parity.py [--ref COMMIT] [--mutations 100] [--repeats 0]
 """
@@ -231,7 +232,8 @@ def timings(old_io, new_io, repeats: int) -> None:
     old_files = getattr(old_io, "files", None) or sys.modules["old_transforms._dicom"]
     old_cache, new_cache = old_files.clear_cache, new_io.files.clear_cache
     cases = {
-        "12 DCA files": lambda io: [io.read_angiogram(p) for p in DCA],
+        f"{len(DCA)} DCA files": lambda io: [io.read_angiogram(p) for p in DCA],
+        f"{len(DCA)} DCA files through LoadAngiogram (MetaTensor)": lambda io: [io.LoadAngiogram()(p) for p in DCA],
         "cine, one call": lambda io: io.read_angiogram(CINE),
         "cine, frame by frame": lambda io: [io.read_angiogram(CINE, i) for i in range(96)],
     }
