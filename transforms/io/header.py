@@ -159,10 +159,11 @@ def _set_transfer_syntax(ds: Dataset):
     implicit, little = ds.original_encoding
     if implicit is None:
         implicit, little = True, True
-    meta.TransferSyntaxUID = (
+    parsed = (
         ImplicitVRLittleEndian if implicit and little else ExplicitVRLittleEndian if little else ExplicitVRBigEndian
     )
-    return element_value(meta, "TransferSyntaxUID")
+    meta.TransferSyntaxUID = parsed
+    return parsed
 
 
 def number_of_frames(path, ds: Dataset) -> int:
