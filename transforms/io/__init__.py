@@ -7,6 +7,7 @@ The read path goes down these modules once each and returns:
     header    the DICOM header checks and values (DicomImage)
     decode    native little-endian frames with numpy, everything else with pydicom; PNG/JPEG/TIFF with Pillow
     normalise luminance, MONOCHROME1 inversion, min-max to [0, 1], MONAI axes
+    memory    the float32 output; a whole cine's is written into freed memory of an earlier one
 `datalist` builds data lists of folders on top of `files` and `read`. Every bad input raises
 `transforms.errors.AngiogramReadError(path, reason)`; docs/bad_input.md lists the reasons.
 """

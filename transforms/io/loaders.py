@@ -40,7 +40,9 @@ class LoadAngiogram(Transform):
     collate with MONAI's list_data_collate. Parsed multi-frame files are cached per process (see
     `transforms.io.files.open_dicom`), so a cine loaded frame by frame is parsed and checked once; a frame asked for
     alone is read from its own bytes where possible (`files.encoded_frame`), and the frames of a whole cine are
-    decoded and normalised on torch's threads (serially in DataLoader workers, which have one).
+    decoded and normalised on torch's threads (serially in DataLoader workers, which have one). An output of 32 MiB
+    or more (a whole cine) is written into the memory of an earlier one once nothing refers to that any more
+    (`transforms.io.memory`: at most 256 MiB of freed outputs kept per process; `memory.set_limit(0)` keeps none).
     The reading rules (MONOCHROME1, Modality LUT, colour, normalisation) are in `transforms.io.read`.
 
     Args:

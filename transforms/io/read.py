@@ -24,7 +24,7 @@ from functools import partial
 import numpy as np
 
 from ..errors import AngiogramReadError, read_errors
-from . import decode, files, normalise
+from . import decode, files, memory, normalise
 from .header import NO_SPACING
 
 
@@ -54,8 +54,8 @@ def read_angiogram(path, frame=None, decoding_plugin: str | None = None) -> tupl
 
 
 def _output(image, n: int) -> np.ndarray:
-    """The empty float32 output (n, Columns, Rows) for `n` frames of the DICOM `image`."""
-    return np.empty((n, image.header.columns, image.header.rows), dtype=np.float32)
+    """The empty float32 output (n, Columns, Rows) for `n` frames of the DICOM `image` (`memory.empty_float32`)."""
+    return memory.empty_float32((n, image.header.columns, image.header.rows))
 
 
 def _meta(path, image, frame_index: int) -> dict:
