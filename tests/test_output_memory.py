@@ -104,3 +104,20 @@ def test_outputs_in_use_never_share_memory_across_threads(small_blocks):
     for t in threads:
         t.join()
     assert not failures
+
+
+def test_a_finalizer_run_by_the_garbage_collector_inside_a_locked_section_does_not_deadlock(small_blocks):
+    holder = {"output": memory.empty_float32((2, 1024))}
+    holder["self"] = holder  # a cycle: only the garbage collector frees it
+    del holder
+    done = threading.Event()
+
+    def collect_while_locked() -> None:
+        with memory._LOCK:
+            gc.collect()
+        done.set()
+
+    thread = threading.Thread(target=collect_while_locked, daemon=True)
+    thread.start()
+    thread.join(30)
+    assert done.is_set() and memory.kept_bytes() == 2 * 4096

@@ -27,9 +27,20 @@ import numpy as np
 
 RECYCLED_FROM = 32 << 20
 _DEFAULT_LIMIT = 256 << 20
-_LOCK = threading.Lock()
+# Reentrant: the garbage collector may run a finalizer (`_give_back`) inside a locked section of the same thread.
+# Every section iterates over a snapshot of _FREE, which such a finalizer may change.
+_LOCK = threading.RLock()
 _FREE: deque = deque()
 _LIMIT = [_DEFAULT_LIMIT]
+
+
+class _Block:
+    """A freed block (uint8 array) in the free list, which finds and removes it by identity."""
+
+    __slots__ = ("array",)
+
+    def __init__(self, array: np.ndarray):
+        self.array = array
 
 
 def empty_float32(shape: tuple[int, ...]) -> np.ndarray:
@@ -69,37 +80,41 @@ def clear() -> None:
 def kept_bytes() -> int:
     """Bytes of freed blocks kept now."""
     with _LOCK:
-        return sum(block.nbytes for block in _FREE)
+        return sum(b.array.nbytes for b in list(_FREE))
 
 
 def _take(nbytes: int) -> np.ndarray | None:
     """The smallest kept block of nbytes to 2 * nbytes bytes, removed from the free list; None when none fits."""
     with _LOCK:
-        fits = [(block.nbytes, i) for i, block in enumerate(_FREE) if nbytes <= block.nbytes <= 2 * nbytes]
+        fits = [b for b in list(_FREE) if nbytes <= b.array.nbytes <= 2 * nbytes]
         if not fits:
             return None
-        index = min(fits)[1]
-        best = _FREE[index]
-        del _FREE[index]
-        return best
+        best = min(fits, key=lambda b: b.array.nbytes)
+        try:
+            _FREE.remove(best)
+        except ValueError:  # dropped meanwhile by a finalizer's `_trim`
+            return None
+        return best.array
 
 
 def _give_back(block: np.ndarray) -> None:
     with _LOCK:
-        _FREE.append(block)
+        _FREE.append(_Block(block))
         _trim()
+
+
+def _trim() -> None:
+    while _FREE and sum(b.array.nbytes for b in list(_FREE)) > _LIMIT[0]:
+        try:
+            _FREE.popleft()
+        except IndexError:
+            break
 
 
 def _reset_in_child() -> None:
     global _LOCK
-    _LOCK = threading.Lock()
+    _LOCK = threading.RLock()
     _FREE.clear()
 
 
 os.register_at_fork(after_in_child=_reset_in_child)
-
-
-def _trim() -> None:
-    total = sum(block.nbytes for block in _FREE)
-    while _FREE and total > _LIMIT[0]:
-        total -= _FREE.popleft().nbytes
