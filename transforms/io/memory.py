@@ -31,7 +31,7 @@ _DEFAULT_LIMIT = 256 << 20
 # Every section iterates over a snapshot of _FREE, which such a finalizer may change.
 _LOCK = threading.RLock()
 _FREE: deque = deque()
-_LIMIT = [_DEFAULT_LIMIT]
+_limit = _DEFAULT_LIMIT
 
 
 class _Block:
@@ -47,7 +47,7 @@ def empty_float32(shape: tuple[int, ...]) -> np.ndarray:
     """An uninitialised C-contiguous float32 array of `shape`, e.g. (N, W, H) frames; in a freed block of this module
     when it needs at least RECYCLED_FROM bytes and fits the limit, from numpy otherwise."""
     nbytes = 4 * math.prod(shape)
-    if nbytes < RECYCLED_FROM or nbytes > _LIMIT[0]:
+    if nbytes < RECYCLED_FROM or nbytes > _limit:
         return np.empty(shape, np.float32)
     block = _take(nbytes)
     if block is None:
@@ -59,15 +59,16 @@ def empty_float32(shape: tuple[int, ...]) -> np.ndarray:
 
 def limit() -> int:
     """Bytes of freed outputs a process keeps at most (256 MiB unless `set_limit` changed it)."""
-    return _LIMIT[0]
+    return _limit
 
 
 def set_limit(nbytes: int) -> None:
     """Keeps at most `nbytes` of freed outputs from now on (0: none; the blocks kept now beyond it are dropped)."""
+    global _limit
     if nbytes < 0:
         raise ValueError(f"the limit is a number of bytes >= 0, got {nbytes}")
     with _LOCK:
-        _LIMIT[0] = int(nbytes)
+        _limit = int(nbytes)
         _trim()
 
 
@@ -104,7 +105,7 @@ def _give_back(block: np.ndarray) -> None:
 
 
 def _trim() -> None:
-    while _FREE and sum(b.array.nbytes for b in list(_FREE)) > _LIMIT[0]:
+    while _FREE and kept_bytes() > _limit:
         try:
             _FREE.popleft()
         except IndexError:
